@@ -1,0 +1,38 @@
+import createError from '@fastify/error'
+
+/** Thrown at registration for a missing, unknown or ill-typed option. */
+export const InvalidOptionError = createError<'FST_SIO_SESSION_INVALID_OPTION', [string, string]>(
+  'FST_SIO_SESSION_INVALID_OPTION',
+  "fastify-socket.io-session: option '%s' %s"
+)
+
+/** Thrown at registration when the plugin is used in a way it cannot work. */
+export const SetupError = createError<'FST_SIO_SESSION_SETUP', [string]>(
+  'FST_SIO_SESSION_SETUP',
+  'fastify-socket.io-session: %s'
+)
+
+const Unauthorized = createError('SESSION_UNAUTHORIZED', 'unauthorized', 401)
+const SessionFailure = createError('SESSION_ERROR', 'session error', 500)
+
+/**
+ * An error a Socket.IO middleware passes to `next()`: the client's `connect_error` receives
+ * its message and `data`, with a stable `data.code`.
+ */
+export interface ConnectError extends Error {
+  data: { code: 'SESSION_UNAUTHORIZED' | 'SESSION_ERROR' }
+}
+
+function connectError (error: Error & { code: string }): ConnectError {
+  return Object.assign(error, { data: { code: error.code } }) as ConnectError
+}
+
+/** The handshake was refused by `authorize`. */
+export function unauthorizedError (): ConnectError {
+  return connectError(new Unauthorized())
+}
+
+/** The session could not be loaded or `authorize` failed; `cause` stays on the server. */
+export function sessionError (cause: unknown): ConnectError {
+  return connectError(new SessionFailure({ cause }))
+}

@@ -1,0 +1,74 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { ResolvedOptions } from './options'
+import type { SessionRooms } from './rooms'
+
+const kBoundSessionId = Symbol('fastify-socket.io-session.boundSessionId')
+
+interface BoundRequest extends FastifyRequest {
+  [kBoundSessionId]: string | null
+}
+
+/**
+ * The helpers for HTTP routes: `fastify.disconnectSession()` and `fastify.sessionSockets()`, the
+ * reply helpers for logout and login, and the rule that ties sockets to the id they were opened
+ * with: when an HTTP request ends with another session id than it started with (the helpers here,
+ * `request.session.regenerate()` or `.destroy()` called by the route or by another plugin such as
+ * @fastify/passport), the sockets of the old id are disconnected.
+ */
+export function registerHelpers (fastify: FastifyInstance, opts: ResolvedOptions, rooms: SessionRooms): void {
+  const { cookieName } = opts
+
+  fastify.decorate('disconnectSession', async function disconnectSession (sessionId: string) {
+    rooms.disconnect(sessionId)
+  })
+  fastify.decorate('sessionSockets', function sessionSockets (sessionId: string) {
+    return rooms.fetch(sessionId)
+  })
+
+  fastify.decorateRequest(kBoundSessionId, null)
+
+  fastify.decorateReply('logout', async function logout (this: FastifyReply) {
+    const request = this.request as BoundRequest
+    const session = request.session
+    if (session?.sessionId === undefined) return
+    const { sessionId, cookie } = session
+    await session.destroy()
+    this.clearCookie(cookieName, {
+      path: cookie.path,
+      domain: cookie.domain ?? undefined,
+      secure: cookie.secure === true,
+      sameSite: cookie.sameSite,
+      httpOnly: cookie.httpOnly
+    })
+    release(request, sessionId)
+  })
+
+  fastify.decorateReply('regenerateSession', async function regenerateSession (this: FastifyReply, keep?: string[]) {
+    const request = this.request as BoundRequest
+    const previousId = request.session.sessionId
+    await (keep === undefined ? request.session.regenerate() : request.session.regenerate(keep))
+    release(request, previousId)
+  })
+
+  fastify.decorateReply('disconnectSessionSockets', async function disconnectSessionSockets (this: FastifyReply) {
+    const sessionId = this.request.session?.sessionId
+    if (sessionId !== undefined) rooms.disconnect(sessionId)
+  })
+
+  function release (request: BoundRequest, sessionId: string): void {
+    request[kBoundSessionId] = request.session?.sessionId ?? null
+    rooms.disconnect(sessionId)
+  }
+
+  // @fastify/session loads the session in its own onRequest hook, registered before this one.
+  fastify.addHook('onRequest', function bindSessionId (request, _reply, done) {
+    (request as BoundRequest)[kBoundSessionId] = request.session?.sessionId ?? null
+    done()
+  })
+
+  fastify.addHook('onSend', function releaseChangedSession (request, _reply, payload, done) {
+    const boundId = (request as BoundRequest)[kBoundSessionId]
+    if (boundId !== null && request.session?.sessionId !== boundId) release(request as BoundRequest, boundId)
+    done(null, payload)
+  })
+}

@@ -1,0 +1,42 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import type { FastifySocketIoSessionOptions } from '../types/index'
+import { createAuthorization, useInEveryNamespace } from './authorization'
+import { createHandshake, sendCreatedSessionCookie } from './handshake'
+import { registerHelpers } from './helpers'
+import { authorizeRecoveredSockets, closeConnections, runOnHandshake, useIoServer } from './io-server'
+import { resolveOptions } from './options'
+import { createSessionRooms } from './rooms'
+
+function plugin (fastify: FastifyInstance, options: FastifySocketIoSessionOptions, done: (err?: Error) => void): void {
+  const opts = resolveOptions(options)
+  const log = fastify.log
+
+  // The Socket.IO server, and its connections closed first when Fastify closes.
+  const io = useIoServer(fastify, opts, log)
+  fastify.addHook('preClose', (next) => { closeConnections(io); next() })
+
+  // Handshake: origin check, then the session loaded by @fastify/session's parser.
+  runOnHandshake(io, createHandshake(fastify, opts, log))
+  if (opts.createSession) io.engine.on('initial_headers', sendCreatedSessionCookie)
+
+  // Admission in every namespace: authorization, then the session's rooms.
+  const rooms = createSessionRooms(io, opts)
+  useInEveryNamespace(io, createAuthorization(opts, rooms, log))
+  authorizeRecoveredSockets(io, log)
+
+  // Helpers for HTTP routes: logout, login, and sockets tied to the session id they opened with.
+  registerHelpers(fastify, opts, rooms)
+
+  done()
+}
+
+const fastifySocketIoSession = fp(plugin, {
+  fastify: '5.x',
+  name: 'fastify-socket.io-session',
+  dependencies: ['@fastify/cookie', '@fastify/session']
+})
+
+module.exports = fastifySocketIoSession
+module.exports.default = fastifySocketIoSession
+module.exports.fastifySocketIoSession = fastifySocketIoSession

@@ -1,0 +1,54 @@
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import { Server } from 'socket.io'
+import type { SessionServer } from '../types/index'
+import type { AllowRequest } from './handshake'
+import type { ResolvedOptions } from './options'
+
+/**
+ * The Socket.IO server: the one already decorated as `fastify.io` (fastify-socket.io registered
+ * before this plugin), or a new one on `fastify.server` built with `serverOptions`.
+ */
+export function useIoServer (fastify: FastifyInstance, opts: ResolvedOptions, log: FastifyBaseLogger): SessionServer {
+  if (fastify.hasDecorator('io')) {
+    if (opts.serverOptions !== undefined) {
+      log.warn('fastify-socket.io-session: fastify.io already exists, so serverOptions are ignored')
+    }
+    return fastify.io
+  }
+  const io: SessionServer = new Server(fastify.server, opts.serverOptions)
+  fastify.decorate('io', io)
+  fastify.addHook('onClose', async () => {
+    await io.close() // adapters; the HTTP server is Fastify's to close
+  })
+  return io
+}
+
+/** Runs `handshake` on every engine.io handshake, before any `allowRequest` the server already had. */
+export function runOnHandshake (io: SessionServer, handshake: AllowRequest): void {
+  const engineOptions = io.engine.opts
+  const previous = engineOptions.allowRequest
+  engineOptions.allowRequest = previous === undefined
+    ? handshake
+    : (req, done) => handshake(req, (err, ok) => (ok ? previous(req, done) : done(err, ok)))
+}
+
+/**
+ * Connection state recovery skips middlewares by default, which would let a restored socket in
+ * without authorization: the plugin makes Socket.IO run them for restored sockets too.
+ */
+export function authorizeRecoveredSockets (io: SessionServer, log: FastifyBaseLogger): void {
+  const recovery = (io as unknown as { opts: { connectionStateRecovery?: { skipMiddlewares?: boolean } } }).opts.connectionStateRecovery
+  if (recovery?.skipMiddlewares === true) {
+    recovery.skipMiddlewares = false
+    log.info('fastify-socket.io-session: connection state recovery now runs middlewares, so restored sockets are authorized')
+  }
+}
+
+/**
+ * Closes every connection on this node in every namespace, at once: `fastify.close()` must not wait
+ * for a client connected only to another namespace, nor 30 s for a polling client's next request.
+ * Clients see a transport close and reconnect, to this server when it is back or to another node.
+ */
+export function closeConnections (io: SessionServer): void {
+  io.engine.close()
+}

@@ -1,0 +1,85 @@
+import type { FastifySocketIoSessionOptions as Options } from '../types/index'
+import { InvalidOptionError } from './errors'
+
+/** The options with their defaults applied: what the rest of the plugin reads. */
+export interface ResolvedOptions extends Omit<Options, 'cookieName' | 'cookiePrefix' | 'sessionRoom' | 'reloadOnEvent' | 'autoSave' | 'validateInterval' | 'keepAlive' | 'createSession'> {
+  cookieName: string
+  cookiePrefix: string
+  sessionRoom: (sessionId: string) => string
+  reloadOnEvent: boolean
+  autoSave: boolean
+  validateInterval: number
+  keepAlive: boolean
+  createSession: boolean
+}
+
+type Check = (value: unknown) => boolean
+
+const isString: Check = (v) => typeof v === 'string'
+const isBoolean: Check = (v) => typeof v === 'boolean'
+const isFunction: Check = (v) => typeof v === 'function'
+const isObject: Check = (v) => typeof v === 'object' && v !== null && !Array.isArray(v)
+const isStringArray: Check = (v) => Array.isArray(v) && v.every(isString)
+
+/** Each option: how to check it, and what the error says it must be. */
+const schema: Record<keyof Options, [Check, string]> = {
+  cookieName: [(v) => isString(v) && v !== '', 'must be a non-empty string'],
+  cookiePrefix: [isString, 'must be a string'],
+  serverOptions: [isObject, 'must be an object of Socket.IO server options'],
+  trustProxy: [
+    (v) => isBoolean(v) || isString(v) || isStringArray(v) || isFunction(v) || (Number.isInteger(v) && (v as number) >= 0),
+    'must be a boolean, a string, an array of strings, a hop count or a function, as Fastify\'s trustProxy'
+  ],
+  allowedOrigins: [(v) => isStringArray(v) || isFunction(v), 'must be an array of origins or a function (origin, request) => boolean'],
+  authorize: [isFunction, 'must be a function (session, socket) => boolean | Promise<boolean>'],
+  sessionRoom: [isFunction, 'must be a function (sessionId) => string'],
+  userRoom: [isFunction, 'must be a function (session, socket) => string | undefined'],
+  reloadOnEvent: [isBoolean, 'must be a boolean'],
+  autoSave: [isBoolean, 'must be a boolean'],
+  validateInterval: [
+    (v) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 2 ** 31 - 1,
+    'must be a whole number of milliseconds (0 disables)'
+  ],
+  keepAlive: [isBoolean, 'must be a boolean'],
+  createSession: [isBoolean, 'must be a boolean'],
+  cookie: [isObject, 'must be an object of @fastify/session cookie options'],
+  onSessionEnd: [isFunction, 'must be a function (sessionId, reason) => void'],
+  passport: [
+    (v) => isObject(v) && isString((v as { key?: unknown }).key) && isFunction((v as { deserializeUser?: unknown }).deserializeUser),
+    'must be a @fastify/passport Authenticator'
+  ]
+}
+
+/** Options Fastify's `register()` itself understands, passed through to every plugin. */
+const fastifyRegisterOptions = new Set(['prefix', 'logLevel', 'logSerializers'])
+
+const defaultSessionRoom = (sessionId: string): string => `session:${sessionId}`
+
+/** Validates the options given at registration and applies the defaults; throws naming the bad option. */
+export function resolveOptions (options: Options | undefined): ResolvedOptions {
+  if (options !== undefined && !isObject(options)) {
+    throw new InvalidOptionError('options', 'must be an object')
+  }
+  const given = options ?? {}
+  for (const [name, value] of Object.entries(given)) {
+    if (fastifyRegisterOptions.has(name)) continue
+    const rule = schema[name as keyof Options]
+    if (rule === undefined) {
+      throw new InvalidOptionError(name, `is not an option of this plugin (known options: ${Object.keys(schema).join(', ')})`)
+    }
+    if (value !== undefined && !rule[0](value)) {
+      throw new InvalidOptionError(name, rule[1])
+    }
+  }
+  return {
+    ...given,
+    cookieName: given.cookieName ?? 'sessionId',
+    cookiePrefix: given.cookiePrefix ?? '',
+    sessionRoom: given.sessionRoom ?? defaultSessionRoom,
+    reloadOnEvent: given.reloadOnEvent ?? false,
+    autoSave: given.autoSave ?? true,
+    validateInterval: given.validateInterval ?? 30_000,
+    keepAlive: given.keepAlive ?? true,
+    createSession: given.createSession ?? false
+  }
+}

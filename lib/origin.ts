@@ -1,0 +1,52 @@
+import type { IncomingMessage } from 'node:http'
+import type { ResolvedOptions } from './options'
+import type { TrustedProxy } from './trust-proxy'
+
+/** Decides whether a browser handshake's Origin may open a socket (Cross-Site WebSocket Hijacking). */
+export type OriginCheck = (origin: string, request: IncomingMessage) => boolean
+
+/**
+ * The origin check. Given `allowedOrigins`, the list or the function decides; by default the Origin
+ * must name the host and port the handshake was sent to (the scheme is not compared: TLS is often
+ * terminated by a proxy). `Origin: null` is foreign unless a list names it.
+ */
+export function createOriginCheck (allowedOrigins: ResolvedOptions['allowedOrigins'], trusted: TrustedProxy): OriginCheck {
+  if (typeof allowedOrigins === 'function') return allowedOrigins
+  if (Array.isArray(allowedOrigins)) {
+    const allowed = new Set(allowedOrigins.map(normalizeOrigin))
+    return (origin) => allowed.has(normalizeOrigin(origin))
+  }
+  return (origin, request) => isSameOrigin(origin, trusted.host(request))
+}
+
+function normalizeOrigin (origin: string): string {
+  const lower = origin.toLowerCase()
+  return lower.endsWith('/') ? lower.slice(0, -1) : lower
+}
+
+const defaultPorts: Record<string, string> = { 'http:': '80', 'https:': '443', 'ws:': '80', 'wss:': '443' }
+
+function isSameOrigin (origin: string, host: string | undefined): boolean {
+  if (host === undefined || host === '') return false
+  const target = host.toLowerCase()
+  // Fast path: the Origin is `scheme://` followed by exactly the Host header.
+  const schemeEnd = origin.indexOf('://')
+  if (schemeEnd !== -1 && origin.slice(schemeEnd + 3).toLowerCase() === target) return true
+  let url: URL
+  try {
+    url = new URL(origin)
+  } catch {
+    return false // 'null', garbage
+  }
+  // URL drops the scheme's default port: compare host names and ports explicitly.
+  const port = url.port || defaultPorts[url.protocol]
+  const [targetName, targetPort] = splitHost(target)
+  return url.hostname === targetName && (targetPort ?? port) === port
+}
+
+function splitHost (host: string): [string, string | undefined] {
+  // IPv6 literals come bracketed: [::1]:3000
+  const portStart = host.lastIndexOf(':')
+  if (portStart === -1 || host.lastIndexOf(']') > portStart) return [host, undefined]
+  return [host.slice(0, portStart), host.slice(portStart + 1)]
+}

@@ -1,0 +1,63 @@
+import type { Test } from 'tap'
+import { io as ioClient, type Socket } from 'socket.io-client'
+
+export type Transports = ['websocket'] | ['polling', 'websocket']
+
+/** Both transports: websocket-only, and Socket.IO's default polling then upgrade. */
+export const transportModes: Array<{ name: string, transports: Transports }> = [
+  { name: 'websocket', transports: ['websocket'] },
+  { name: 'polling', transports: ['polling', 'websocket'] }
+]
+
+export interface ConnectOptions {
+  cookie?: string
+  transports?: Transports
+  namespace?: string
+  headers?: Record<string, string>
+  reconnection?: boolean
+}
+
+/** A real socket.io-client socket, disconnected by the test's teardown. */
+export function client (t: Test, url: string, options: ConnectOptions = {}): Socket {
+  const headers = { ...options.headers, ...(options.cookie === undefined ? {} : { cookie: options.cookie }) }
+  const socket = ioClient(url + (options.namespace ?? '/'), {
+    forceNew: true,
+    reconnection: options.reconnection ?? false,
+    transports: options.transports ?? ['websocket'],
+    extraHeaders: headers
+  })
+  t.teardown(() => { socket.disconnect() })
+  return socket
+}
+
+/** Resolves once the socket is connected; rejects with the connect_error. */
+export async function connected (socket: Socket): Promise<Socket> {
+  return await new Promise((resolve, reject) => {
+    socket.once('connect', () => { socket.off('connect_error'); resolve(socket) })
+    socket.once('connect_error', (err) => { socket.off('connect'); reject(err) })
+  })
+}
+
+/** Connects and resolves with the socket once connected. */
+export async function connect (t: Test, url: string, options: ConnectOptions = {}): Promise<Socket> {
+  return await connected(client(t, url, options))
+}
+
+/** Resolves with the connect_error the socket gets (fails if it connects instead). */
+export async function refused (t: Test, url: string, options: ConnectOptions = {}): Promise<Error & { data?: { code?: string }, description?: unknown }> {
+  const socket = client(t, url, options)
+  return await new Promise((resolve, reject) => {
+    socket.once('connect', () => reject(new Error('connected, but a refusal was expected')))
+    socket.once('connect_error', (err) => resolve(err))
+  })
+}
+
+/** Resolves with the first arguments of `event`, or rejects after `ms`. */
+export async function once<T = unknown> (emitter: { once (event: string, fn: (...args: any[]) => void): unknown }, event: string, ms = 3000): Promise<T> {
+  return await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no '${event}' within ${ms} ms`)), ms)
+    emitter.once(event, (value: T) => { clearTimeout(timer); resolve(value) })
+  })
+}
+
+export const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
