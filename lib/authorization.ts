@@ -5,6 +5,7 @@ import type { ResolvedOptions } from './options'
 import type { SessionRooms } from './rooms'
 import { sessionError, unauthorizedError } from './errors'
 import { loadErrorOf } from './handshake'
+import { createPassportUser } from './passport'
 
 type Next = (err?: Error) => void
 type Middleware = (socket: SessionSocket, next: Next) => void
@@ -18,6 +19,7 @@ type Middleware = (socket: SessionSocket, next: Next) => void
  */
 export function createAuthorization (opts: ResolvedOptions, rooms: SessionRooms, log: FastifyBaseLogger): Middleware {
   const { authorize } = opts
+  const deserializeUser = opts.passport === undefined ? undefined : createPassportUser(opts.passport)
 
   function fail (socket: SessionSocket, next: Next, cause: unknown): void {
     log.error({ err: cause, namespace: socket.nsp.name, socketId: socket.id }, 'socket.io session error')
@@ -35,6 +37,11 @@ export function createAuthorization (opts: ResolvedOptions, rooms: SessionRooms,
     if (loadError !== undefined || session == null) {
       return fail(socket, next, loadError ?? new Error('no session was loaded for this handshake'))
     }
+    if (deserializeUser === undefined) return decide(socket, session, next)
+    deserializeUser(socket, session).then(() => decide(socket, session, next), (err: unknown) => fail(socket, next, err))
+  }
+
+  function decide (socket: SessionSocket, session: FastifySessionObject, next: Next): void {
     if (authorize === undefined) return admit(socket, session, next)
 
     const settle = (allowed: boolean): void => {
