@@ -38,10 +38,12 @@ function isSameOrigin (origin: string, host: string | undefined): boolean {
   } catch {
     return false // 'null', garbage
   }
-  // URL drops the scheme's default port: compare host names and ports explicitly.
+  // URL drops the scheme's default port: compare host names and ports explicitly. A Host without a
+  // port was sent to a default port, 80 or 443 (which one, the scheme would tell, and it is not compared).
   const port = url.port || defaultPorts[url.protocol]
   const [targetName, targetPort] = splitHost(target)
-  return url.hostname === targetName && (targetPort ?? port) === port
+  if (url.hostname !== targetName) return false
+  return targetPort === undefined ? port === '80' || port === '443' : targetPort === port
 }
 
 function splitHost (host: string): [string, string | undefined] {
