@@ -25,8 +25,8 @@ export interface BuildOptions {
   fastify?: FastifyServerOptions
   /** Registers something (fastify-socket.io, a store...) before this plugin. */
   before?: (app: FastifyInstance) => Promise<void> | void
-  /** Skips listening, for registration errors. */
-  listen?: boolean
+  /** Adds routes (or anything else) after the plugin, before listening. */
+  after?: (app: FastifyInstance) => Promise<void> | void
 }
 
 /**
@@ -41,6 +41,7 @@ export async function startServer (t: Test, plugin: FastifySocketIoSessionOption
   await build.before?.(app)
   await app.register(fastifySocketIoSession, plugin)
   addRoutes(app)
+  await build.after?.(app)
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('no TCP address')

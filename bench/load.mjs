@@ -1,0 +1,190 @@
+// The load generator: a child process of bench/run.mjs, driven over IPC, with socket.io-client.
+// Every loop is bounded: each connection has a timeout, each phase a count.
+import { io } from 'socket.io-client'
+
+const held = []
+
+/** Logs in over HTTP and returns the `name=value` of the session cookie. */
+async function login ({ url, headers = {} }) {
+  const res = await fetch(`${url}/login`, { method: 'POST', headers })
+  if (res.status !== 200) throw new Error(`login: HTTP ${res.status}`)
+  await res.arrayBuffer()
+  const cookie = res.headers.getSetCookie().map((c) => c.split(';', 1)[0]).join('; ')
+  if (cookie === '') throw new Error('login: no Set-Cookie')
+  return cookie
+}
+
+/**
+ * Opens one socket and resolves once it is connected (and, with `upgrade`, once the polling
+ * transport has upgraded to websocket), with the time to 'connect' in ms.
+ */
+function connectOne ({ url, namespace = '/', transports, headers, query, upgrade = false, timeoutMs = 20_000 }) {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now()
+    const socket = io(url + namespace, {
+      transports,
+      forceNew: true,
+      reconnection: false,
+      extraHeaders: headers,
+      query,
+      timeout: timeoutMs
+    })
+    const timer = setTimeout(() => fail(new Error('timeout')), timeoutMs)
+    function fail (err) {
+      clearTimeout(timer)
+      socket.disconnect()
+      reject(err)
+    }
+    function done (latency) {
+      clearTimeout(timer)
+      resolve({ socket, latency })
+    }
+    socket.once('connect_error', fail)
+    socket.once('connect', () => {
+      const latency = performance.now() - t0
+      const engine = socket.io.engine
+      if (!upgrade || engine.transport.name === 'websocket') return done(latency)
+      engine.once('upgrade', () => done(latency))
+      engine.once('upgradeError', fail)
+    })
+  })
+}
+
+/** Runs `fn(i)` for i in [0, n) with at most `concurrency` in flight; returns the results. */
+async function pool (n, concurrency, fn) {
+  const results = new Array(n)
+  let next = 0
+  async function worker () {
+    while (next < n) {
+      const i = next++
+      results[i] = await fn(i)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker))
+  return results
+}
+
+function percentile (sorted, p) {
+  if (sorted.length === 0) return NaN
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
+  return sorted[rank]
+}
+
+const commands = {
+  login,
+
+  async loginMany ({ url, headers, count, concurrency = 10 }) {
+    return pool(count, concurrency, () => login({ url, headers }))
+  },
+
+  /** n handshakes, `concurrency` in flight: connect (then upgrade), disconnect. */
+  async handshakes ({ n, concurrency, ...target }) {
+    let failures = 0
+    const t0 = performance.now()
+    const latencies = await pool(n, concurrency, async () => {
+      try {
+        const { socket, latency } = await connectOne(target)
+        socket.disconnect()
+        return latency
+      } catch {
+        failures++
+        return NaN
+      }
+    })
+    const elapsedMs = performance.now() - t0
+    const sorted = latencies.filter((l) => !Number.isNaN(l)).sort((x, y) => x - y)
+    return { n, failures, elapsedMs, p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1) }
+  },
+
+  /** Opens and keeps `count` sockets; `cookies` are used round-robin. */
+  async open ({ count, concurrency, cookies, headers = {}, ...target }) {
+    let failures = 0
+    const t0 = performance.now()
+    await pool(count, concurrency, async (i) => {
+      const h = cookies === undefined ? headers : { ...headers, cookie: cookies[i % cookies.length] }
+      try {
+        const { socket } = await connectOne({ ...target, headers: h })
+        held.push(socket)
+      } catch {
+        failures++
+      }
+    })
+    return { opened: count - failures, failures, held: held.length, elapsedMs: performance.now() - t0 }
+  },
+
+  async closeAll () {
+    const n = held.length
+    for (const socket of held.splice(0)) socket.disconnect()
+    return { closed: n }
+  },
+
+  /**
+   * Logout fan-out: opens `count` sockets of one session, then times from sending the logout
+   * request to the last of them receiving 'disconnect'.
+   */
+  async fanout ({ url, count, concurrency, logoutHeaders, timeoutMs = 20_000, ...target }) {
+    const sockets = []
+    let failures = 0
+    await pool(count, concurrency, async () => {
+      try {
+        sockets.push((await connectOne({ url, ...target })).socket)
+      } catch {
+        failures++
+      }
+    })
+    const reasons = {}
+    let disconnected = 0
+    let last = 0
+    const all = new Promise((resolve) => {
+      for (const socket of sockets) {
+        socket.once('disconnect', (reason) => {
+          reasons[reason] = (reasons[reason] ?? 0) + 1
+          last = performance.now()
+          if (++disconnected === sockets.length) resolve(true)
+        })
+      }
+    })
+    await new Promise((resolve) => setTimeout(resolve, 200)) // let the server settle the joins
+    const t0 = performance.now()
+    const res = await fetch(`${url}/logout`, { method: 'POST', headers: logoutHeaders })
+    const responseMs = performance.now() - t0
+    await res.arrayBuffer()
+    let timer
+    const complete = await Promise.race([all, new Promise((resolve) => { timer = setTimeout(resolve, timeoutMs, false) })])
+    clearTimeout(timer)
+    for (const socket of sockets) socket.disconnect()
+    return { count: sockets.length, failures, complete, disconnected, reasons, status: res.status, responseMs, fanoutMs: complete ? last - t0 : NaN }
+  },
+
+  /** Connections the server must refuse: each resolves to the client's error message, or 'connected'. */
+  async refused ({ attempts }) {
+    const out = []
+    for (const target of attempts) {
+      try {
+        const { socket } = await connectOne({ ...target, timeoutMs: 5000 })
+        socket.disconnect()
+        out.push('connected')
+      } catch (err) {
+        out.push(`${err.message}${err.data?.code ? ` (${err.data.code})` : ''}`)
+      }
+    }
+    return out
+  },
+
+  async exit () {
+    for (const socket of held.splice(0)) socket.disconnect()
+    setTimeout(() => process.exit(0), 50)
+    return { exiting: true }
+  }
+}
+
+process.on('message', async (msg) => {
+  const fn = commands[msg?.cmd]
+  try {
+    if (fn === undefined) throw new Error(`unknown command ${msg?.cmd}`)
+    process.send({ id: msg.id, result: await fn(msg) })
+  } catch (err) {
+    process.send({ id: msg.id, error: String(err?.stack ?? err) })
+  }
+})
+process.on('disconnect', () => process.exit(0))

@@ -1,0 +1,85 @@
+// The IPC side of a server under test: the orchestrator (bench/run.mjs) asks, the server measures
+// itself and answers. Nothing here runs while a measured phase is in flight except the answers.
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+const gc = globalThis.gc
+
+/** Waits (bounded) until the engine has exactly `clients` connections open. */
+async function waitForClients (io, clients, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs
+  while (io.engine.clientsCount !== clients) {
+    if (Date.now() > deadline) return false
+    await sleep(5)
+  }
+  return true
+}
+
+async function collectGarbage () {
+  if (gc === undefined) throw new Error('run the server with --expose-gc')
+  for (let i = 0; i < 3; i++) {
+    gc()
+    await sleep(10) // lets finalizers and weak callbacks run between passes
+  }
+}
+
+/**
+ * Serves the orchestrator's requests: `{ id, cmd, ...args }` in, `{ id, result }` or `{ id, error }` out.
+ * `extra` adds commands specific to a server (store read counters, ...).
+ */
+export function serveControl ({ io, close, extra = {} }) {
+  let eld = null
+  const commands = {
+    async cpu ({ clients = 0 }) {
+      const settled = await waitForClients(io, clients)
+      const usage = process.cpuUsage()
+      return { settled, clients: io.engine.clientsCount, cpuUs: usage.user + usage.system, user: usage.user, system: usage.system }
+    },
+    async mem ({ clients = 0 }) {
+      const settled = await waitForClients(io, clients, 60_000)
+      await collectGarbage()
+      const m = process.memoryUsage()
+      return { settled, clients: io.engine.clientsCount, heapUsed: m.heapUsed, rss: m.rss, external: m.external, arrayBuffers: m.arrayBuffers }
+    },
+    async clients ({ clients, timeoutMs }) {
+      const settled = await waitForClients(io, clients, timeoutMs)
+      return { settled, clients: io.engine.clientsCount }
+    },
+    async eldStart ({ resolutionMs = 1 }) {
+      eld = monitorEventLoopDelay({ resolution: resolutionMs })
+      eld.enable()
+      return { resolutionMs }
+    },
+    async eldStop () {
+      if (eld === null) throw new Error('eldStart first')
+      eld.disable()
+      const h = eld
+      eld = null
+      return { maxMs: h.max / 1e6, p99Ms: h.percentile(99) / 1e6, meanMs: h.mean / 1e6, count: h.count }
+    },
+    async exit () {
+      setImmediate(async () => {
+        try { await close() } finally { process.exit(0) }
+      })
+      return { exiting: true }
+    },
+    ...extra
+  }
+
+  process.on('message', async (msg) => {
+    const fn = commands[msg?.cmd]
+    try {
+      if (fn === undefined) throw new Error(`unknown command ${msg?.cmd}`)
+      process.send({ id: msg.id, result: await fn(msg) })
+    } catch (err) {
+      process.send({ id: msg.id, error: String(err?.stack ?? err) })
+    }
+  })
+  // The orchestrator died: do not linger.
+  process.on('disconnect', () => process.exit(0))
+}
+
+/** Tells the orchestrator the server listens. */
+export function ready (port, info = {}) {
+  process.send({ ready: true, port, ...info })
+}

@@ -1,0 +1,48 @@
+import t from 'tap'
+import fastifySocketIo from 'fastify-socket.io'
+import { connect, once, transportModes } from './helpers/client'
+import { login, startServer } from './helpers/server'
+
+for (const mode of ['own server', 'fastify-socket.io'] as const) {
+  for (const { name, transports } of transportModes) {
+    t.test(`${mode}, ${name}: fastify.close() closes every namespace at once`, async (t) => {
+      const server = await startServer(t, {}, mode === 'fastify-socket.io' ? { before: async (app) => { await app.register(fastifySocketIo) } } : {})
+      server.app.io.of('/admin')
+      const cookie = await login(server.url)
+      const onlyAdmin = await connect(t, server.url, { cookie, transports, namespace: '/admin' })
+      const main = await connect(t, server.url, { cookie, transports })
+      const closed = Promise.all([once(onlyAdmin, 'disconnect'), once(main, 'disconnect')])
+      const started = Date.now()
+      await server.app.close()
+      const elapsed = Date.now() - started
+      t.ok(elapsed < 1000, `closed in ${elapsed} ms`)
+      const reasons = await closed
+      if (mode === 'own server') t.same(reasons, ['transport close', 'transport close'], 'clients see a transport close and may reconnect elsewhere')
+      else t.equal(reasons.length, 2, `both disconnected (fastify-socket.io's own preClose runs first: ${reasons.join(', ')})`)
+      t.equal(Object.keys(server.app.io.engine.clients).length, 0, 'no engine.io connection left')
+    })
+  }
+}
+
+t.test('with fastify-socket.io registered first, its server is used and sessions work on it', async (t) => {
+  const server = await startServer(t, { authorize: (session) => session.user !== undefined }, {
+    before: async (app) => { await app.register(fastifySocketIo, { path: '/realtime' }) }
+  })
+  t.equal(server.app.io.path(), '/realtime', 'fastify.io is the one fastify-socket.io created')
+  const cookie = await login(server.url)
+  const { io } = await import('socket.io-client')
+  for (const { transports } of transportModes) {
+    const socket = io(server.url, { path: '/realtime', transports, forceNew: true, reconnection: false, extraHeaders: { cookie } })
+    t.teardown(() => { socket.disconnect() })
+    await once(socket, 'connect')
+    const refused = io(server.url, { path: '/realtime', transports, forceNew: true, reconnection: false })
+    t.teardown(() => { refused.disconnect() })
+    t.equal((await once<{ data: { code: string } }>(refused, 'connect_error')).data.code, 'SESSION_UNAUTHORIZED')
+  }
+})
+
+t.test('serverOptions configure the server the plugin creates', async (t) => {
+  const server = await startServer(t, { serverOptions: { path: '/rt', connectTimeout: 1234 } })
+  t.equal(server.app.io.path(), '/rt')
+  t.equal(server.app.io.engine.opts.path, '/rt/')
+})

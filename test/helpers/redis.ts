@@ -1,0 +1,227 @@
+import type { Test } from 'tap'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createConnection, createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createClient, type RedisClientOptions } from 'redis'
+import { RedisStore } from 'connect-redis'
+import { createAdapter } from '@socket.io/redis-adapter'
+import type { FastifySocketIoSessionOptions } from '../../types/index'
+import { startServer, type BuildOptions, type TestServer } from './server'
+
+/** A real `redis-server` on a loopback port, with no persistence, in a temporary directory. */
+export interface RedisServer {
+  url: string
+  port: number
+  /** Stops the server (SIGTERM): clients see their connection closed. */
+  stop (): Promise<void>
+  /** Stops the server if it runs, then starts it again, empty, on the same port. */
+  restart (): Promise<void>
+}
+
+const installHint = 'redis-server is not on PATH (Debian: apt-get install redis-server)'
+
+function hasRedisServer (): boolean {
+  const probe = spawnSync('redis-server', ['--version'], { stdio: 'ignore' })
+  return probe.error === undefined && probe.status === 0
+}
+
+/**
+ * `{ skip: skipWithoutRedis }` on a test: without `redis-server` it is skipped with the reason in the
+ * output, except in CI (the CI env var is set), where it runs and `startRedis` fails it.
+ */
+export const skipWithoutRedis: string | false = process.env.CI === undefined && !hasRedisServer()
+  ? `${installHint}: skipping the tests that need a real Redis`
+  : false
+
+/**
+ * The node-redis client settings of the session store: a command fails at once while the connection
+ * is down (no offline queue: a handshake gets SESSION_ERROR instead of waiting for Redis), and the
+ * client reconnects every 50 to 500 ms, so the nodes recover as soon as Redis is back.
+ */
+export const storeClientOptions = {
+  disableOfflineQueue: true,
+  socket: { reconnectStrategy: (retries: number) => Math.min(retries * 50, 500) }
+} satisfies RedisClientOptions
+
+/**
+ * The adapter's clients keep the offline queue: @socket.io/redis-adapter publishes without handling
+ * a rejected promise, so a broadcast while Redis is down must wait, not fail.
+ */
+export const adapterClientOptions = {
+  socket: { reconnectStrategy: (retries: number) => Math.min(retries * 50, 500) }
+} satisfies RedisClientOptions
+
+/** A connected node-redis client; errors (Redis down) are recorded instead of crashing the process. */
+export async function redisClient (url: string, options: RedisClientOptions = {}, errors: Error[] = []) {
+  const client = createClient({ ...options, url })
+  client.on('error', (err: Error) => { errors.push(err) })
+  await client.connect()
+  return client
+}
+
+/** Closes a client gracefully when it is connected, at once otherwise. */
+export async function closeClient (client: { isOpen: boolean, isReady: boolean, close (): Promise<unknown>, destroy (): void }): Promise<void> {
+  if (!client.isOpen) return
+  if (client.isReady) await client.close()
+  else client.destroy()
+}
+
+async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => {
+        if (address === null || typeof address === 'string') reject(new Error('no TCP address'))
+        else resolve(address.port)
+      })
+    })
+  })
+}
+
+/** Resolves once the server answers PING with PONG. */
+async function ping (port: number): Promise<boolean> {
+  return await new Promise((resolve) => {
+    const socket = createConnection({ port, host: '127.0.0.1' })
+    let answer = ''
+    const finish = (ok: boolean): void => { socket.destroy(); resolve(ok) }
+    socket.setTimeout(500, () => finish(false))
+    socket.once('error', () => finish(false))
+    socket.once('connect', () => socket.write('PING\r\n'))
+    socket.on('data', (chunk) => {
+      answer += chunk.toString()
+      if (answer.includes('\r\n')) finish(answer.startsWith('+PONG'))
+    })
+  })
+}
+
+const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * Starts a `redis-server` on a free 127.0.0.1 port, stopped (and its directory removed) by the
+ * test's teardown. Throws when `redis-server` is missing: guard the test with `skipWithoutRedis`.
+ */
+export async function startRedis (t: Test): Promise<RedisServer> {
+  if (!hasRedisServer()) throw new Error(`${installHint}; the Redis tests must run in CI`)
+  const dir = mkdtempSync(join(tmpdir(), 'fastify-socket.io-session-redis-'))
+  let port = await freePort()
+  let child: ChildProcess | undefined
+  // Never leave a redis-server behind, even when the test process dies.
+  const killOnExit = (): void => { child?.kill('SIGKILL') }
+  process.once('exit', killOnExit)
+
+  async function start (): Promise<void> {
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning']
+    const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    child = proc
+    let output = ''
+    proc.stdout.on('data', (chunk) => { output += chunk.toString() })
+    proc.stderr.on('data', (chunk) => { output += chunk.toString() })
+    let exited = false
+    proc.once('exit', () => { exited = true })
+    const deadline = Date.now() + 5000
+    while (Date.now() < deadline) {
+      if (exited) throw new Error(`redis-server exited on port ${port}: ${output.trim()}`)
+      if (await ping(port)) return
+      await sleep(20)
+    }
+    proc.kill('SIGKILL')
+    throw new Error(`redis-server did not answer PING on port ${port} within 5 s: ${output.trim()}`)
+  }
+
+  async function stop (): Promise<void> {
+    const proc = child
+    child = undefined
+    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => proc.kill('SIGKILL'), 2000)
+      proc.once('exit', () => { clearTimeout(force); resolve() })
+      proc.kill('SIGTERM')
+    })
+  }
+
+  // Another process may take the free port between the probe and the start: try another one.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await start()
+      break
+    } catch (err) {
+      if (attempt === 3 || !String(err).includes('in use')) throw err
+      port = await freePort()
+    }
+  }
+
+  t.teardown(async () => {
+    await stop()
+    process.removeListener('exit', killOnExit)
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    stop,
+    async restart () {
+      await stop()
+      await start()
+    }
+  }
+}
+
+/** One Fastify node of a cluster: sessions in Redis (connect-redis) and Socket.IO's Redis adapter. */
+export interface RedisNode extends TestServer {
+  /** Errors the node's Redis clients emitted (connection lost, ...). */
+  redisErrors: Error[]
+  /** The adapter's publishing client, for checks such as PUBSUB NUMSUB. */
+  pubClient: Awaited<ReturnType<typeof redisClient>>
+}
+
+/**
+ * A node as the README configures it: @fastify/session with a connect-redis `RedisStore`, the plugin
+ * with `serverOptions.adapter` from @socket.io/redis-adapter. Its Redis clients are closed in an
+ * onClose hook registered before the plugin, so they close after the plugin's `io.close()` (which
+ * unsubscribes the adapter), and the test's teardown closes the node.
+ */
+export async function startRedisNode (t: Test, redis: RedisServer, plugin: FastifySocketIoSessionOptions = {}, build: BuildOptions = {}): Promise<RedisNode> {
+  const redisErrors: Error[] = []
+  const storeClient = await redisClient(redis.url, storeClientOptions, redisErrors)
+  const pubClient = await redisClient(redis.url, adapterClientOptions, redisErrors)
+  const subClient = await redisClient(redis.url, adapterClientOptions, redisErrors)
+  const closeClients = async (): Promise<void> => {
+    await Promise.all([storeClient, pubClient, subClient].map(closeClient))
+  }
+  try {
+    const server = await startServer(t, { ...plugin, serverOptions: { ...plugin.serverOptions, adapter: createAdapter(pubClient, subClient) } }, {
+      ...build,
+      session: { store: new RedisStore({ client: storeClient }), ...build.session },
+      before: async (app) => {
+        app.addHook('onClose', closeClients)
+        await build.before?.(app)
+      }
+    })
+    return { ...server, redisErrors, pubClient }
+  } catch (err) {
+    await closeClients()
+    throw err
+  }
+}
+
+/**
+ * Waits until `nodes` servers subscribe to the adapter's request channel of each namespace: the
+ * adapter subscribes without waiting, and a broadcast sent before that would miss a node.
+ */
+export async function adapterReady (node: RedisNode, namespaces: string[], nodes: number): Promise<void> {
+  const deadline = Date.now() + 3000
+  for (const nsp of namespaces) {
+    const channel = `socket.io-request#${nsp}#`
+    while (true) {
+      const counts = await node.pubClient.PUBSUB_NUMSUB(channel)
+      if (Number(counts[channel]) >= nodes) break
+      if (Date.now() > deadline) throw new Error(`only ${counts[channel]} of ${nodes} nodes subscribed to ${channel}`)
+      await sleep(10)
+    }
+  }
+}

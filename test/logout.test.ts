@@ -1,0 +1,151 @@
+import t from 'tap'
+import type { Test } from 'tap'
+import type { Socket } from 'socket.io-client'
+import { connect, once, refused, transportModes, type Transports } from './helpers/client'
+import { login, logout, me, startServer, type TestServer } from './helpers/server'
+
+const loggedIn = { authorize: (session: { user?: unknown }) => session.user !== undefined }
+
+async function openEverywhere (t: Test, server: TestServer, cookie: string, transports: Transports): Promise<Socket[]> {
+  server.app.io.of('/admin')
+  return [
+    await connect(t, server.url, { cookie, transports }),
+    await connect(t, server.url, { cookie, transports }),
+    await connect(t, server.url, { cookie, transports, namespace: '/admin' })
+  ]
+}
+
+const disconnectReason = async (socket: Socket): Promise<string> => await once<string>(socket, 'disconnect', 2000)
+
+for (const { name, transports } of transportModes) {
+  t.test(`${name}: reply.logout() destroys the session, clears the cookie and disconnects every socket of the session`, async (t) => {
+    const server = await startServer(t, loggedIn)
+    const cookie = await login(server.url, 'Ada')
+    const other = await login(server.url, 'Bob')
+    const sockets = await openEverywhere(t, server, cookie, transports)
+    const bystander = await connect(t, server.url, { cookie: other, transports, namespace: '/admin' })
+    const { sessionId } = await me(server.url, cookie)
+
+    const reasons = Promise.all(sockets.map(disconnectReason))
+    const started = Date.now()
+    const response = await logout(server.url, cookie)
+    t.equal(response.status, 204)
+    t.same(await reasons, ['io server disconnect', 'io server disconnect', 'io server disconnect'], 'every namespace')
+    t.ok(Date.now() - started < 1000, 'within a second')
+
+    const cleared = response.headers.getSetCookie().find((line) => line.startsWith('sessionId='))
+    t.match(cleared, /^sessionId=;.*Expires=Thu, 01 Jan 1970/i, 'the cookie is cleared')
+    t.match(cleared, /Path=\//, 'on the session cookie\'s path')
+
+    t.equal((await me(server.url, cookie)).user, null, 'the session is gone from the store')
+    t.not((await me(server.url, cookie)).sessionId, sessionId)
+    const err = await refused(t, server.url, { cookie, transports })
+    t.equal(err.data?.code, 'SESSION_UNAUTHORIZED', 'the old cookie no longer opens a socket')
+    t.ok(bystander.connected, 'another session\'s socket stays')
+  })
+}
+
+t.test('reply.regenerateSession() (login) disconnects the sockets of the previous id and keeps asked fields', async (t) => {
+  const server = await startServer(t, {}, {
+    after: (app) => {
+      app.post('/relogin', async (request, reply) => {
+        request.session.note = 'kept'
+        request.session.count = 7
+        await reply.regenerateSession(['note'])
+        return { ok: true }
+      })
+    }
+  })
+  const cookie = await login(server.url, 'Ada')
+  const before = await me(server.url, cookie)
+  const socket = await connect(t, server.url, { cookie })
+  const reason = disconnectReason(socket)
+  const response = await fetch(`${server.url}/relogin`, { method: 'POST', headers: { cookie } })
+  t.equal(await reason, 'io server disconnect')
+  const fresh = response.headers.getSetCookie()[0].split(';')[0]
+  const after = await me(server.url, fresh)
+  t.not(after.sessionId, before.sessionId, 'a new session id (no fixation)')
+  t.equal(after.note, 'kept')
+  t.equal(after.count, null)
+  t.equal((await me(server.url, cookie)).user, null, 'the old id is gone from the store')
+  t.ok((await connect(t, server.url, { cookie: fresh })).connected, 'the new cookie connects')
+})
+
+t.test('reply.disconnectSessionSockets() disconnects the sockets and keeps the session', async (t) => {
+  const server = await startServer(t, loggedIn)
+  const cookie = await login(server.url)
+  const socket = await connect(t, server.url, { cookie })
+  const reason = disconnectReason(socket)
+  await fetch(`${server.url}/kick`, { method: 'POST', headers: { cookie } })
+  t.equal(await reason, 'io server disconnect')
+  t.equal((await me(server.url, cookie)).user?.name, 'Ada', 'the session stays')
+  t.ok((await connect(t, server.url, { cookie })).connected, 'and opens sockets again')
+})
+
+t.test('fastify.disconnectSession(id) disconnects that session only', async (t) => {
+  const server = await startServer(t)
+  const ada = await login(server.url, 'Ada')
+  const bob = await login(server.url, 'Bob')
+  const adaSocket = await connect(t, server.url, { cookie: ada })
+  const bobSocket = await connect(t, server.url, { cookie: bob })
+  const reason = disconnectReason(adaSocket)
+  await server.app.disconnectSession((await me(server.url, ada)).sessionId)
+  t.equal(await reason, 'io server disconnect')
+  t.ok(bobSocket.connected)
+})
+
+t.test('a request that regenerates or destroys the session by other means disconnects the old id\'s sockets', async (t) => {
+  const server = await startServer(t, {}, {
+    after: (app) => {
+      app.post('/raw-regenerate', async (request) => {
+        await request.session.regenerate()
+        request.session.user = { id: 'x', name: 'X' }
+        return { ok: true }
+      })
+      app.post('/raw-destroy', async (request) => {
+        await request.session.destroy()
+        return { ok: true }
+      })
+      app.get('/untouched', async () => ({ ok: true }))
+    }
+  })
+  for (const route of ['/raw-regenerate', '/raw-destroy']) {
+    const cookie = await login(server.url)
+    const socket = await connect(t, server.url, { cookie })
+    await fetch(`${server.url}/untouched`, { headers: { cookie } })
+    t.ok(socket.connected, 'a request that keeps the id leaves the sockets alone')
+    const reason = disconnectReason(socket)
+    await fetch(`${server.url}${route}`, { method: 'POST', headers: { cookie } })
+    t.equal(await reason, 'io server disconnect', route)
+  }
+})
+
+t.test('rooms: each socket joins its session room, custom names and the user room', async (t) => {
+  const server = await startServer(t, {
+    sessionRoom: (id) => `s/${id}`,
+    userRoom: (session) => session.user === undefined ? undefined : `user:${session.user.id}`
+  })
+  server.app.io.of('/admin')
+  const firstTab = await login(server.url, 'Ada')
+  const secondTab = await login(server.url, 'Ada') // another session of the same user
+  const anonymous = await connect(t, server.url)
+  const a = await connect(t, server.url, { cookie: firstTab })
+  const b = await connect(t, server.url, { cookie: secondTab, namespace: '/admin' })
+  const { sessionId } = await me(server.url, firstTab)
+
+  const rooms = (await server.app.io.fetchSockets()).find((s) => s.id === a.id)?.rooms
+  t.ok(rooms?.has(`s/${sessionId}`), 'the session room')
+  t.ok(rooms?.has('user:id-Ada'), 'the user room')
+  t.equal((await server.app.sessionSockets(sessionId)).length, 1, 'sessionSockets')
+
+  const got = once(a, 'notice')
+  server.app.io.to('user:id-Ada').emit('notice', 'hi')
+  t.equal(await got, 'hi', 'a user room emit reaches the user')
+  const gotAdmin = once(b, 'notice')
+  server.app.io.of('/admin').to('user:id-Ada').emit('notice', 'hi admin')
+  t.equal(await gotAdmin, 'hi admin', 'rooms are per namespace')
+  let leaked = false
+  anonymous.on('notice', () => { leaked = true })
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.notOk(leaked, 'nobody else')
+})
