@@ -44,5 +44,9 @@ t.test('with fastify-socket.io registered first, its server is used and sessions
 t.test('serverOptions configure the server the plugin creates', async (t) => {
   const server = await startServer(t, { serverOptions: { path: '/rt', connectTimeout: 1234 } })
   t.equal(server.app.io.path(), '/rt')
-  t.equal(server.app.io.engine.opts.path, '/rt/')
+  const { io } = await import('socket.io-client')
+  const socket = io(server.url, { path: '/rt', transports: ['websocket'], forceNew: true, reconnection: false })
+  t.teardown(() => { socket.disconnect() })
+  await once(socket, 'connect')
+  t.ok(socket.connected, 'clients connect on that path')
 })
