@@ -3,6 +3,7 @@
 import { io } from 'socket.io-client'
 
 const held = []
+let fanout = null
 
 /** Logs in over HTTP and returns the `name=value` of the session cookie. */
 async function login ({ url, headers = {} }) {
@@ -118,42 +119,57 @@ const commands = {
     return { closed: n }
   },
 
-  /**
-   * Logout fan-out: opens `count` sockets of one session, then times from sending the logout
-   * request to the last of them receiving 'disconnect'.
-   */
-  async fanout ({ url, count, concurrency, logoutHeaders, timeoutMs = 20_000, ...target }) {
+  /** Logout fan-out, first step: opens `count` sockets of one session and watches their 'disconnect'. */
+  async fanoutOpen ({ count, concurrency, ...target }) {
+    if (fanout !== null) throw new Error('fanoutOpen twice')
     const sockets = []
     let failures = 0
     await pool(count, concurrency, async () => {
       try {
-        sockets.push((await connectOne({ url, ...target })).socket)
+        sockets.push((await connectOne(target)).socket)
       } catch {
         failures++
       }
     })
-    const reasons = {}
-    let disconnected = 0
-    let last = 0
-    const all = new Promise((resolve) => {
+    const state = { sockets, reasons: {}, disconnected: 0, last: 0 }
+    state.all = new Promise((resolve) => {
       for (const socket of sockets) {
         socket.once('disconnect', (reason) => {
-          reasons[reason] = (reasons[reason] ?? 0) + 1
-          last = performance.now()
-          if (++disconnected === sockets.length) resolve(true)
+          state.reasons[reason] = (state.reasons[reason] ?? 0) + 1
+          state.last = performance.now()
+          if (++state.disconnected === sockets.length) resolve(true)
         })
       }
     })
-    await new Promise((resolve) => setTimeout(resolve, 200)) // let the server settle the joins
+    fanout = state
+    return { opened: sockets.length, failures }
+  },
+
+  /**
+   * Logout fan-out, second step: times from sending the logout request to the last of the
+   * sockets receiving 'disconnect'.
+   */
+  async fanoutLogout ({ url, logoutHeaders, timeoutMs = 20_000 }) {
+    const state = fanout
+    if (state === null) throw new Error('fanoutOpen first')
+    fanout = null
     const t0 = performance.now()
     const res = await fetch(`${url}/logout`, { method: 'POST', headers: logoutHeaders })
     const responseMs = performance.now() - t0
     await res.arrayBuffer()
     let timer
-    const complete = await Promise.race([all, new Promise((resolve) => { timer = setTimeout(resolve, timeoutMs, false) })])
+    const complete = await Promise.race([state.all, new Promise((resolve) => { timer = setTimeout(resolve, timeoutMs, false) })])
     clearTimeout(timer)
-    for (const socket of sockets) socket.disconnect()
-    return { count: sockets.length, failures, complete, disconnected, reasons, status: res.status, responseMs, fanoutMs: complete ? last - t0 : NaN }
+    for (const socket of state.sockets) socket.disconnect()
+    return {
+      count: state.sockets.length,
+      complete,
+      disconnected: state.disconnected,
+      reasons: state.reasons,
+      status: res.status,
+      responseMs,
+      fanoutMs: complete ? state.last - t0 : NaN
+    }
   },
 
   /** Connections the server must refuse: each resolves to the client's error message, or 'connected'. */

@@ -5,11 +5,16 @@ import { createAuthorization, useInEveryNamespace } from './authorization'
 import { createHandshake, sendCreatedSessionCookie } from './handshake'
 import { registerHelpers } from './helpers'
 import { authorizeRecoveredSockets, closeConnections, runOnHandshake, useIoServer } from './io-server'
-import { resolveOptions } from './options'
+import { resolveOptions, type ResolvedOptions } from './options'
 import { createSessionRooms } from './rooms'
 
 function plugin (fastify: FastifyInstance, options: FastifySocketIoSessionOptions, done: (err?: Error) => void): void {
-  const opts = resolveOptions(options)
+  let opts: ResolvedOptions
+  try {
+    opts = resolveOptions(options)
+  } catch (err) {
+    return done(err as Error)
+  }
   const log = fastify.log
 
   // The Socket.IO server, and its connections closed first when Fastify closes.

@@ -29,6 +29,7 @@ async function collectGarbage () {
  */
 export function serveControl ({ io, close, extra = {} }) {
   let eld = null
+  let probe = null
   const commands = {
     async cpu ({ clients = 0 }) {
       const settled = await waitForClients(io, clients)
@@ -56,6 +57,27 @@ export function serveControl ({ io, close, extra = {} }) {
       const h = eld
       eld = null
       return { maxMs: h.max / 1e6, p99Ms: h.percentile(99) / 1e6, meanMs: h.mean / 1e6, count: h.count }
+    },
+    // A 1 ms interval timer: each firing later than 1 ms after the previous one is event-loop delay.
+    async probeStart () {
+      if (probe !== null) clearInterval(probe.timer)
+      const state = { samples: [], maxMs: 0, prev: performance.now() }
+      state.timer = setInterval(() => {
+        const now = performance.now()
+        const lag = now - state.prev - 1
+        state.prev = now
+        if (lag > state.maxMs) state.maxMs = lag
+        if (lag >= 1 && state.samples.length < 100_000) state.samples.push([now, lag])
+      }, 1)
+      probe = state
+      return { started: state.prev }
+    },
+    async probeStop () {
+      if (probe === null) throw new Error('probeStart first')
+      clearInterval(probe.timer)
+      const { samples, maxMs } = probe
+      probe = null
+      return { samples, maxMs }
     },
     async exit () {
       setImmediate(async () => {

@@ -31,8 +31,17 @@ if (args.store === 'redis') {
   store = new fastifySession.MemoryStore()
 }
 
-// Counts every read of the store: one entry per call, with its time and session id.
+// Counts every read of the store (one entry per call, with its time and session id) and every write.
 const reads = []
+const writes = []
+for (const name of ['set', 'touch', 'destroy']) {
+  const original = store[name]
+  if (typeof original !== 'function') continue
+  store[name] = function countedWrite (...params) {
+    if (writes.length < 1_000_000) writes.push({ t: performance.now(), method: name })
+    return original.apply(this, params)
+  }
+}
 const readMethods = ['get', 'all', 'mget', 'getMany', 'getAll']
 for (const name of readMethods) {
   const original = store[name]
@@ -77,10 +86,13 @@ serveControl({
     if (redisClient !== undefined) await redisClient.quit()
   },
   extra: {
-    // The reads since `since` (performance.now() of this process), with the session ids read.
+    // The reads (with the session ids read) and writes since `since` (performance.now() of this process).
     async reads ({ since = 0 }) {
-      const list = reads.filter((r) => r.t >= since)
-      return { now: performance.now(), reads: list.map((r) => [Math.round(r.t * 1000) / 1000, r.method, r.sid]) }
+      return {
+        now: performance.now(),
+        reads: reads.filter((r) => r.t >= since).map((r) => [r.t, r.method, r.sid]),
+        writes: writes.filter((w) => w.t >= since).map((w) => [w.t, w.method])
+      }
     },
     async now () {
       return { now: performance.now() }
