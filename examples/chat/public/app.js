@@ -12,6 +12,9 @@ let loggingOut = false
 // ------------------------------------------------------------------ page state
 
 function showLogin () {
+  // This tab receives nothing any more: forget who is online and this user's notifications.
+  $('#presence').innerHTML = '<li class="muted">Log in to see who is online</li>'
+  $('#notices').innerHTML = '<li class="muted">Messages for your user only appear here</li>'
   $('#chat').hidden = true
   $('#login').hidden = false
   $('#name').focus()
