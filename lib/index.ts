@@ -42,6 +42,10 @@ const fastifySocketIoSession = fp(plugin, {
   dependencies: ['@fastify/cookie', '@fastify/session']
 })
 
+// CommonJS, as the @fastify/* plugins: require() returns the plugin, with `.default` and a named export
+// pointing to it (written out so that Node's ESM loader finds the named exports too).
 module.exports = fastifySocketIoSession
 module.exports.default = fastifySocketIoSession
 module.exports.fastifySocketIoSession = fastifySocketIoSession
+// For TypeScript code inside this repository; consumers get types/index.d.ts.
+export default fastifySocketIoSession

@@ -19,7 +19,7 @@ for (const mode of ['own server', 'fastify-socket.io'] as const) {
       const reasons = await closed
       if (mode === 'own server') t.same(reasons, ['transport close', 'transport close'], 'clients see a transport close and may reconnect elsewhere')
       else t.equal(reasons.length, 2, `both disconnected (fastify-socket.io's own preClose runs first: ${reasons.join(', ')})`)
-      t.equal(Object.keys(server.app.io.engine.clients).length, 0, 'no engine.io connection left')
+      t.equal(server.app.io.engine.clientsCount, 0, 'no engine.io connection left')
     })
   }
 }
