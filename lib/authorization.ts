@@ -2,7 +2,6 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { FastifySessionObject } from '@fastify/session'
 import type { SessionServer, SessionSocket } from '../types/index'
 import type { ResolvedOptions } from './options'
-import type { SessionRooms } from './rooms'
 import { sessionError, unauthorizedError } from './errors'
 import { loadErrorOf } from './handshake'
 import { createPassportUser } from './passport'
@@ -15,9 +14,9 @@ type Middleware = (socket: SessionSocket, next: Next) => void
  * the engine.io handshake has loaded the session. Refusals reach the client as `connect_error` with
  * a readable message and `err.data.code`, which Socket.IO's client does not retry in a loop:
  * 'SESSION_UNAUTHORIZED' when `authorize` says no, 'SESSION_ERROR' when the session could not be
- * loaded or `authorize` failed. An admitted socket joins its session's rooms.
+ * loaded or `authorize` failed. An admitted socket is handed to `onAdmit` (rooms, lifecycle).
  */
-export function createAuthorization (opts: ResolvedOptions, rooms: SessionRooms, log: FastifyBaseLogger): Middleware {
+export function createAuthorization (opts: ResolvedOptions, onAdmit: (socket: SessionSocket, session: FastifySessionObject) => void, log: FastifyBaseLogger): Middleware {
   const { authorize } = opts
   const deserializeUser = opts.passport === undefined ? undefined : createPassportUser(opts.passport)
 
@@ -27,7 +26,7 @@ export function createAuthorization (opts: ResolvedOptions, rooms: SessionRooms,
   }
 
   function admit (socket: SessionSocket, session: FastifySessionObject, next: Next): void {
-    rooms.join(socket, session)
+    onAdmit(socket, session)
     next()
   }
 

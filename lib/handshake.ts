@@ -10,17 +10,32 @@ export type AllowRequest = NonNullable<ServerOptions['allowRequest']>
 
 const kLoadError = Symbol('fastify-socket.io-session.loadError')
 const kSetCookie = Symbol('fastify-socket.io-session.setCookie')
+const kNotStored = Symbol('fastify-socket.io-session.notStored')
 
 /** The engine.io handshake request once this plugin has seen it (`socket.request`). */
 export interface HandshakeRequest extends IncomingMessage {
   protocol?: string
   [kLoadError]?: unknown
   [kSetCookie]?: string
+  [kNotStored]?: true
 }
 
 /** Why the session of a socket's handshake could not be loaded, if it could not. */
 export function loadErrorOf (request: IncomingMessage): unknown {
   return (request as HandshakeRequest)[kLoadError]
+}
+
+/**
+ * Whether the socket's session is one the store holds (loaded from its cookie, or saved since), as
+ * opposed to a fresh session nobody saved: only a stored one can be reloaded, merged into, or found
+ * destroyed.
+ */
+export function isStoredSession (request: IncomingMessage): boolean {
+  return (request as HandshakeRequest)[kNotStored] !== true
+}
+
+export function markStoredSession (request: IncomingMessage): void {
+  delete (request as HandshakeRequest)[kNotStored]
 }
 
 /**
@@ -50,9 +65,8 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
     return value.startsWith(cookiePrefix) ? value.slice(cookiePrefix.length) : ''
   }
 
-  function persistNewSession (request: HandshakeRequest, signedCookie: string, done: (err?: unknown) => void): void {
+  function persistNewSession (request: HandshakeRequest, done: (err?: unknown) => void): void {
     const session = request.session
-    if (session.encryptedSessionId === signedCookie) return done() // the cookie's session exists
     session.save().then(() => {
       // As @fastify/session does, never send a Secure cookie over plain HTTP.
       if (session.cookie.secure !== true || request.protocol === 'https') {
@@ -76,12 +90,15 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
       if (err !== undefined && err !== null) {
         request[kLoadError] = err
         done(null, true)
+      } else if (request.session.encryptedSessionId === signedCookie) {
+        done(null, true) // the cookie's session, from the store
       } else if (createSession) {
-        persistNewSession(request, signedCookie, (saveError) => {
+        persistNewSession(request, (saveError) => {
           if (saveError !== undefined) request[kLoadError] = saveError
           done(null, true)
         })
       } else {
+        request[kNotStored] = true
         done(null, true)
       }
     })

@@ -6,6 +6,7 @@ import { createHandshake, sendCreatedSessionCookie } from './handshake'
 import { registerHelpers } from './helpers'
 import { authorizeRecoveredSockets, closeConnections, runOnHandshake, useIoServer } from './io-server'
 import { resolveOptions, type ResolvedOptions } from './options'
+import { createLifecycle } from './lifecycle'
 import { createSessionRooms } from './rooms'
 
 function plugin (fastify: FastifyInstance, options: FastifySocketIoSessionOptions, done: (err?: Error) => void): void {
@@ -25,10 +26,18 @@ function plugin (fastify: FastifyInstance, options: FastifySocketIoSessionOption
   runOnHandshake(io, createHandshake(fastify, opts, log))
   if (opts.createSession) io.engine.on('initial_headers', sendCreatedSessionCookie)
 
-  // Admission in every namespace: authorization, then the session's rooms.
+  // Admission in every namespace: authorization, then the session's rooms and lifecycle.
   const rooms = createSessionRooms(io, opts)
-  useInEveryNamespace(io, createAuthorization(opts, rooms, log))
+  const lifecycle = createLifecycle(io, opts, log)
+  useInEveryNamespace(io, createAuthorization(opts, (socket, session) => {
+    rooms.join(socket, session)
+    lifecycle.attach(socket)
+  }, log))
   authorizeRecoveredSockets(io, log)
+
+  // While sockets are connected their sessions stay true: reload, save, expiry sweep, keep-alive.
+  fastify.addHook('onReady', (next) => { lifecycle.start(); next() })
+  fastify.addHook('preClose', (next) => { lifecycle.stop(); next() })
 
   // Helpers for HTTP routes: logout, login, and sockets tied to the session id they opened with.
   registerHelpers(fastify, opts, rooms)

@@ -1,0 +1,111 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
+import type { SessionServer } from '../types/index'
+import type { EndSession } from './session-end'
+import type { SessionQueue } from './session-queue'
+import { renewable, storedExpiry, type SessionStoreAccess } from './session-store'
+import { isStoredSession } from './handshake'
+
+interface SweepOptions {
+  io: SessionServer
+  interval: number
+  keepAlive: boolean
+  queue: SessionQueue
+  store: SessionStoreAccess
+  endSession: EndSession
+  log: FastifyBaseLogger
+}
+
+/** Sessions checked at once: their store reads are in flight together, then the event loop breathes. */
+const BATCH = 100
+
+/**
+ * Every `interval`, this node checks the sessions of its own connected sockets against the store:
+ * one read per distinct session (never one per socket), in batches that yield to the event loop.
+ * A session that was destroyed or has expired ends its sockets here; with `keepAlive`, one that is
+ * alive gets its stored expiry (the `cookie.expires` @fastify/session checks on load) moved to
+ * now + maxAge, written from the data just read. An unreachable store ends nobody: the sweep logs
+ * and tries again at the next interval.
+ */
+export function createSweep (options: SweepOptions): { start: () => void, stop: () => void, sweep: () => Promise<void> } {
+  const { io, interval, keepAlive, queue, store, endSession, log } = options
+  const timeout = Math.max(interval, 5000)
+  let timer: NodeJS.Timeout | undefined
+  let running = false
+
+  /** The distinct stored sessions of this node's sockets, with the expiry each was loaded with. */
+  function connectedSessions (): Map<string, number | undefined> {
+    const sessions = new Map<string, number | undefined>()
+    for (const nsp of io._nsps.values()) {
+      for (const socket of nsp.sockets.values()) {
+        const request = socket.request
+        const session = request.session
+        if (session == null || !isStoredSession(request) || sessions.has(session.sessionId)) continue
+        sessions.set(session.sessionId, (session.cookie as { originalExpires?: Date }).originalExpires?.getTime())
+      }
+    }
+    return sessions
+  }
+
+  async function check (sessionId: string, knownExpiry: number | undefined): Promise<void> {
+    const data = await withTimeout(store.get(sessionId), timeout)
+    const now = Date.now()
+    if (data === null) {
+      // Gone from the store: a store with TTLs drops expired sessions itself.
+      return endSession(sessionId, knownExpiry !== undefined && knownExpiry <= now ? 'expired' : 'destroyed')
+    }
+    const expiry = storedExpiry(data)
+    if (expiry !== undefined && expiry <= now) {
+      await store.destroy(sessionId)
+      return endSession(sessionId, 'expired')
+    }
+    if (keepAlive && renewable(data)) await store.extend(sessionId, data, now)
+  }
+
+  async function sweep (): Promise<void> {
+    if (running || !store.ready) return
+    running = true
+    let failures = 0
+    let lastError: unknown
+    try {
+      const sessions = Array.from(connectedSessions())
+      for (let start = 0; start < sessions.length; start += BATCH) {
+        await Promise.all(sessions.slice(start, start + BATCH).map(([sessionId, knownExpiry]) =>
+          queue.run(sessionId, () => check(sessionId, knownExpiry)).catch((err: unknown) => {
+            failures++
+            lastError = err
+          })
+        ))
+        await yieldToEventLoop()
+      }
+      if (failures > 0) {
+        log.warn({ err: lastError, failures }, 'socket.io session sweep: the store failed; nobody was disconnected for it, next try at the next interval')
+      }
+    } finally {
+      running = false
+    }
+  }
+
+  return {
+    sweep,
+    start () {
+      timer = setInterval(() => { sweep().catch((err: unknown) => log.error({ err }, 'socket.io session sweep failed')) }, interval)
+      timer.unref()
+    },
+    stop () {
+      clearInterval(timer)
+    }
+  }
+}
+
+async function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const expired = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`the session store did not answer within ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([promise, expired])
+  } finally {
+    clearTimeout(timer)
+  }
+}
