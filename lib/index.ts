@@ -4,7 +4,7 @@ import type { FastifySocketIoSessionOptions } from '../types/index'
 import { createAuthorization, useInEveryNamespace } from './authorization'
 import { createHandshake, sendCreatedSessionCookie } from './handshake'
 import { registerHelpers } from './helpers'
-import { authorizeRecoveredSockets, closeConnections, runOnHandshake, useIoServer } from './io-server'
+import { authorizeRecoveredSockets, closeConnections, closePollingPromptly, runOnHandshake, useIoServer } from './io-server'
 import { resolveOptions, type ResolvedOptions } from './options'
 import { createLifecycle } from './lifecycle'
 import { createSessionRooms } from './rooms'
@@ -21,6 +21,7 @@ function plugin (fastify: FastifyInstance, options: FastifySocketIoSessionOption
   // The Socket.IO server, and its connections closed first when Fastify closes.
   const io = useIoServer(fastify, opts, log)
   fastify.addHook('preClose', (next) => { closeConnections(io); next() })
+  closePollingPromptly(io)
 
   // Handshake: origin check, then the session loaded by @fastify/session's parser.
   runOnHandshake(io, createHandshake(fastify, opts, log))

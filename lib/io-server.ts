@@ -52,3 +52,15 @@ export function authorizeRecoveredSockets (io: SessionServer, log: FastifyBaseLo
 export function closeConnections (io: SessionServer): void {
   io.engine.close()
 }
+
+/**
+ * A server-side close of a polling connection (logout, an ended session) makes engine.io wait up to
+ * 30 s for a poll to carry its close packet, with a timer that nothing clears, not even
+ * `engine.close()`: it keeps a closing process alive 30 s. The client has its DISCONNECT packets by
+ * then, and one that polls again is told its session is unknown and reconnects: the wait is dropped.
+ */
+export function closePollingPromptly (io: SessionServer): void {
+  io.engine.on('connection', (conn: { transport: { name: string, closeTimeout?: number } }) => {
+    if (conn.transport.name === 'polling') conn.transport.closeTimeout = 0
+  })
+}
