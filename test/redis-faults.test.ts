@@ -31,11 +31,6 @@ function serve (node: RedisNode, name: string): void {
   node.app.io.of('/chat').on('connection', handle)
 }
 
-async function upgraded (socket: ClientSocket): Promise<ClientSocket> {
-  if (socket.io.engine.transport.name !== 'websocket') await once(socket.io.engine, 'upgrade')
-  return socket
-}
-
 /** Connects, retrying while the nodes reconnect to Redis; resolves with the socket and the attempts made. */
 async function connectWhenBack (t: Parameters<typeof connect>[0], url: string, options: Parameters<typeof connect>[2], ms = 5000): Promise<{ socket: ClientSocket, attempts: number }> {
   const deadline = Date.now() + ms
@@ -82,7 +77,7 @@ t.test('Redis stops while clients connect, then comes back', { skip: skipWithout
   for (const [name, node] of Object.entries(nodes)) {
     for (const { name: mode, transports } of transportModes) {
       for (const namespace of ['/', '/chat']) {
-        const socket = await upgraded(await connect(t, node.url, { cookie, transports, namespace }))
+        const socket = await connect(t, node.url, { cookie, transports, namespace })
         const reasons: string[] = []
         socket.on('disconnect', (reason) => reasons.push(reason))
         connected.push({ label: `${name}, ${mode}, ${namespace}`, socket, reasons })
@@ -169,7 +164,7 @@ t.test('Redis stops while clients connect, then comes back', { skip: skipWithout
     // before the adapter's message arrives and close the socket first, with 'transport close'.)
     await adapterReady(a, ['/', '/chat'], 2)
     const freshId = (await me(a.url, fresh)).sessionId
-    const onB = await upgraded(await connect(t, b.url, { cookie: fresh, namespace: '/chat', transports: ['polling', 'websocket'] }))
+    const onB = await connect(t, b.url, { cookie: fresh, namespace: '/chat', transports: ['polling', 'websocket'] })
     t.equal((await a.app.sessionSockets(freshId)).length, 5, 'A fetches the session\'s sockets on B through the adapter')
     const reason = once<string>(onB, 'disconnect', 2000)
     await a.app.disconnectSession(freshId)

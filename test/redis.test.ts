@@ -26,16 +26,6 @@ function serve (node: RedisNode, name: string): void {
   node.app.io.of(/^\/dynamic-\w+$/).on('connection', handle)
 }
 
-/**
- * Waits for a polling client's upgrade to WebSocket. A server-side disconnect of a client still on
- * polling leaves engine.io a 30 s timer that fastify.close() does not clear (see the report on
- * lib/io-server.ts closeConnections), which would keep the test process alive.
- */
-async function upgraded (socket: ClientSocket): Promise<ClientSocket> {
-  if (socket.io.engine.transport.name !== 'websocket') await once(socket.io.engine, 'upgrade')
-  return socket
-}
-
 const sessionIdOf = async (url: string, cookie: string): Promise<string> => (await me(url, cookie)).sessionId
 
 t.test('two nodes sharing one Redis (connect-redis store, Redis adapter)', { skip: skipWithoutRedis }, async (t) => {
@@ -65,8 +55,8 @@ t.test('two nodes sharing one Redis (connect-redis store, Redis adapter)', { ski
     const bystanders: ClientSocket[] = []
     for (const { name, transports } of transportModes) {
       for (const namespace of ['/', '/chat']) {
-        sockets.push({ label: `${name}, ${namespace}`, socket: await upgraded(await connect(t, b.url, { cookie, transports, namespace })) })
-        bystanders.push(await upgraded(await connect(t, b.url, { cookie: bystanderCookie, transports, namespace })))
+        sockets.push({ label: `${name}, ${namespace}`, socket: await connect(t, b.url, { cookie, transports, namespace }) })
+        bystanders.push(await connect(t, b.url, { cookie: bystanderCookie, transports, namespace }))
       }
     }
     sockets.push({ label: 'on A itself', socket: await connect(t, a.url, { cookie }) })
@@ -161,4 +151,23 @@ t.test('two nodes sharing one Redis (connect-redis store, Redis adapter)', { ski
       todo: 'lib/rooms.ts disconnect() only broadcasts in the namespaces that exist on the calling node'
     })
   })
+})
+
+t.test('each node\'s expiry sweep ends its own sockets only', { skip: skipWithoutRedis }, async (t) => {
+  const redis = await startRedis(t)
+  const ended: string[] = []
+  const a = await startRedisNode(t, redis, { validateInterval: 50, onSessionEnd: (id, reason) => { ended.push(`A:${reason}`) } })
+  const b = await startRedisNode(t, redis, { validateInterval: 0 }) // B does not sweep
+  serve(a, 'A')
+  serve(b, 'B')
+  const cookie = await login(a.url, 'Ada')
+  const sessionId = await sessionIdOf(a.url, cookie)
+  const sockets = { A: await connect(t, a.url, { cookie, namespace: '/chat' }), B: await connect(t, b.url, { cookie, namespace: '/chat' }) }
+  const reasonA = once<string>(sockets.A, 'disconnect', 2000)
+
+  await a.pubClient.del(`sess:${sessionId}`) // the session vanishes from Redis, without any logout
+  t.equal(await reasonA, 'transport close', 'A\'s sweep closes A\'s socket, which may reconnect and be handshaken again')
+  await sleep(200) // four more sweeps on A
+  t.ok(sockets.B.connected, 'B\'s socket is B\'s to check: A\'s sweep does not reach it')
+  t.same(ended, ['A:destroyed'], 'onSessionEnd on A, once')
 })
