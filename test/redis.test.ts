@@ -156,7 +156,7 @@ t.test('two nodes sharing one Redis (connect-redis store, Redis adapter)', { ski
 t.test('each node\'s expiry sweep ends its own sockets only', { skip: skipWithoutRedis }, async (t) => {
   const redis = await startRedis(t)
   const ended: string[] = []
-  const a = await startRedisNode(t, redis, { validateInterval: 50, onSessionEnd: (id, reason) => { ended.push(`A:${reason}`) } })
+  const a = await startRedisNode(t, redis, { validateInterval: 50, onSessionEnd: (_id, reason) => { ended.push(`A:${reason}`) } })
   const b = await startRedisNode(t, redis, { validateInterval: 0 }) // B does not sweep
   serve(a, 'A')
   serve(b, 'B')
