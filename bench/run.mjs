@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 const here = dirname(fileURLToPath(import.meta.url))
 const { values: cli } = parseArgs({
   options: {
-    rounds: { type: 'string', default: '2' },
+    rounds: { type: 'string', default: '3' },
     quick: { type: 'boolean', default: false },
     only: { type: 'string' },
     'no-sweep': { type: 'boolean', default: false },
@@ -224,7 +224,8 @@ async function cpuPhase (target, load, transport, n) {
 
 async function latencyPhase (target, load, transport, n) {
   const { url, headers } = target
-  const run = await load.call('handshakes', { url, headers, ...transports[transport], n, concurrency: 1 })
+  // Time to 'connect'; the polling socket need not wait for its upgrade here.
+  const run = await load.call('handshakes', { url, headers, ...transports[transport], upgrade: false, n, concurrency: 1 })
   return { p50: run.p50, p99: run.p99, failures: run.failures }
 }
 
@@ -264,16 +265,19 @@ async function fanoutPhase (target, load, count) {
 }
 
 /** Runs `phase` for every target, `rounds` times, alternating: a b c d, a b c d, ... */
-async function alternate (name, targets, rounds, phase) {
+async function alternate (name, targets, rounds, phase, show) {
   const out = {}
+  const t0 = performance.now()
   for (let round = 1; round <= rounds; round++) {
     for (const target of targets) {
+      const t1 = performance.now()
       const result = await phase(target)
+      result.phaseMs = Math.round(performance.now() - t1)
       ;(out[target.variant.key] ??= []).push(result)
     }
   }
-  const brief = Object.entries(out).map(([k, list]) => `${k} ${list.map((r) => fmt(Object.values(r)[0], 1)).join('/')}`).join(', ')
-  log(`${name}: ${brief}`)
+  const brief = Object.entries(out).map(([k, list]) => `${k} ${list.map((r) => fmt(r[show], 1)).join('/')}`).join(', ')
+  log(`${name} (${((performance.now() - t0) / 1000).toFixed(1)} s): ${show} ${brief}`)
   return out
 }
 
@@ -294,16 +298,16 @@ async function measureAll (selected, redis) {
     const results = {}
     for (const transport of Object.keys(transports)) {
       results[`cpu_${transport}`] = await alternate(`CPU/handshake ${transport}`, targets, config.rounds,
-        (t) => cpuPhase(t, loads[0], transport, config.cpuHandshakes[transport]))
+        (t) => cpuPhase(t, loads[0], transport, config.cpuHandshakes[transport]), 'cpu')
     }
     for (const transport of Object.keys(transports)) {
       results[`latency_${transport}`] = await alternate(`latency ${transport}`, targets, config.rounds,
-        (t) => latencyPhase(t, loads[0], transport, config.latencyHandshakes))
+        (t) => latencyPhase(t, loads[0], transport, config.latencyHandshakes), 'p50')
     }
     results.memory = await alternate('memory per socket', targets, config.memoryRounds,
-      (t) => memoryPhase(t, loads, config.memorySockets))
+      (t) => memoryPhase(t, loads, config.memorySockets), 'heap')
     results.fanout = await alternate('logout fan-out', targets, config.fanoutRounds,
-      (t) => fanoutPhase(t, loads[0], config.fanoutSockets))
+      (t) => fanoutPhase(t, loads[0], config.fanoutSockets), 'ms')
     results.refused = Object.fromEntries(targets.map((t) => [t.variant.key, t.refused]))
     return results
   } finally {

@@ -1,6 +1,9 @@
 // The IPC side of a server under test: the orchestrator (bench/run.mjs) asks, the server measures
 // itself and answers. Nothing here runs while a measured phase is in flight except the answers.
+import { Session } from 'node:inspector'
+import { writeFileSync } from 'node:fs'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { writeHeapSnapshot } from 'node:v8'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 const gc = globalThis.gc
@@ -30,6 +33,10 @@ async function collectGarbage () {
 export function serveControl ({ io, close, extra = {} }) {
   let eld = null
   let probe = null
+  let inspector = null
+  const post = (method, params = {}) => new Promise((resolve, reject) => {
+    inspector.post(method, params, (err, result) => (err ? reject(err) : resolve(result)))
+  })
   const commands = {
     async cpu ({ clients = 0 }) {
       const settled = await waitForClients(io, clients)
@@ -78,6 +85,27 @@ export function serveControl ({ io, close, extra = {} }) {
       const { samples, maxMs } = probe
       probe = null
       return { samples, maxMs }
+    },
+    // The V8 CPU profiler (what `node --cpu-prof` runs), over exactly the window asked for.
+    async profileStart ({ intervalUs = 100 }) {
+      inspector = new Session()
+      inspector.connect()
+      await post('Profiler.enable')
+      await post('Profiler.setSamplingInterval', { interval: intervalUs })
+      await post('Profiler.start')
+      return { intervalUs }
+    },
+    async profileStop ({ path }) {
+      const { profile } = await post('Profiler.stop')
+      inspector.disconnect()
+      inspector = null
+      writeFileSync(path, JSON.stringify(profile))
+      return { path }
+    },
+    async heapSnapshot ({ path, clients }) {
+      const settled = await waitForClients(io, clients, 60_000)
+      await collectGarbage()
+      return { settled, path: writeHeapSnapshot(path), heapUsed: process.memoryUsage().heapUsed }
     },
     async exit () {
       setImmediate(async () => {
