@@ -1,4 +1,5 @@
 import type { Test } from 'tap'
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import { io as ioClient, type Socket } from 'socket.io-client'
 
 export type Transports = ['websocket'] | ['polling', 'websocket']
@@ -61,3 +62,21 @@ export async function once<T = unknown> (emitter: { once (event: string, fn: (..
 }
 
 export const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
+
+export interface Handshake { status: number, upgraded: boolean, headers: IncomingHttpHeaders }
+
+/** A raw engine.io handshake with the given headers: on polling, a GET; on websocket, an upgrade. */
+export async function handshake (url: string, transport: 'polling' | 'websocket', headers: Record<string, string>): Promise<Handshake> {
+  const websocket = transport === 'websocket'
+  return await new Promise((resolve, reject) => {
+    const req = httpRequest(`${url}/socket.io/?EIO=4&transport=${transport}`, {
+      headers: websocket
+        ? { ...headers, connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' }
+        : headers
+    })
+    req.on('upgrade', (res, socket) => { socket.destroy(); resolve({ status: res.statusCode ?? 0, upgraded: true, headers: res.headers }) })
+    req.on('response', (res) => { res.resume(); resolve({ status: res.statusCode ?? 0, upgraded: false, headers: res.headers }) })
+    req.on('error', reject)
+    req.end()
+  })
+}
