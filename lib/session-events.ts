@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events'
 import type { FastifyBaseLogger } from 'fastify'
 import type { SessionSocket } from '../types/index'
 import type { EndSession } from './session-end'
@@ -6,6 +7,9 @@ import { changesSince, snapshot, type SessionStoreAccess } from './session-store
 import { isStoredSession, markStoredSession } from './handshake'
 
 type Listener = (...args: any[]) => unknown
+
+const emitterOn = EventEmitter.prototype.on
+const emitterOnce = EventEmitter.prototype.once
 
 /** Socket events that are the socket's own life, not messages: their listeners are left alone. */
 const lifeEvents = new Set(['disconnect', 'disconnecting', 'error', 'newListener', 'removeListener'])
@@ -76,7 +80,7 @@ export function createEventHooks (options: EventHookOptions): (socket: SessionSo
   function wrap (socket: SessionSocket, listener: Listener): Listener {
     const wrapped = function (this: unknown, ...args: unknown[]): void {
       const sessionId = socket.request.session?.sessionId
-      if (sessionId === undefined) return
+      if (sessionId === undefined) return listener.apply(this, args) as void // no session left to manage
       queue.run(sessionId, () => handle(socket, listener, this, args)).catch((err: unknown) => {
         log.error({ err, namespace: socket.nsp.name, socketId: socket.id }, 'socket.io event handler failed')
       })
@@ -85,15 +89,17 @@ export function createEventHooks (options: EventHookOptions): (socket: SessionSo
     return Object.assign(wrapped, { listener })
   }
 
+  // Shared by every socket (a method, not a closure per socket): only two properties per socket.
+  function on (this: SessionSocket, event: string, listener: Listener): SessionSocket {
+    return emitterOn.call(this, event, lifeEvents.has(event) ? listener : wrap(this, listener)) as SessionSocket
+  }
+  function once (this: SessionSocket, event: string, listener: Listener): SessionSocket {
+    return emitterOnce.call(this, event, lifeEvents.has(event) ? listener : wrap(this, listener)) as SessionSocket
+  }
+
   return function hookEvents (socket) {
-    const on = socket.on
-    const once = socket.once
-    socket.on = function (this: SessionSocket, event: string, listener: Listener) {
-      return on.call(this, event, lifeEvents.has(event) ? listener : wrap(socket, listener))
-    } as typeof socket.on
-    socket.once = function (this: SessionSocket, event: string, listener: Listener) {
-      return once.call(this, event, lifeEvents.has(event) ? listener : wrap(socket, listener))
-    } as typeof socket.once
+    socket.on = on as typeof socket.on
+    socket.once = once as typeof socket.once
   }
 }
 
