@@ -55,9 +55,17 @@ export function registerHelpers (fastify: FastifyInstance, opts: ResolvedOptions
     if (sessionId !== undefined) rooms.disconnect(sessionId)
   })
 
-  function release (request: BoundRequest, sessionId: string): void {
-    request[kBoundSessionId] = request.session?.sessionId ?? null
-    rooms.disconnect(sessionId)
+  /**
+   * Disconnects the sockets of an id the request is done with, and those of the id it started with
+   * if something else (Passport's logIn/logOut, a route's own regenerate) changed it before; the
+   * request is then bound to its current id.
+   */
+  function release (request: BoundRequest, endedId: string): void {
+    const startedId = request[kBoundSessionId]
+    const currentId = request.session?.sessionId ?? null
+    request[kBoundSessionId] = currentId
+    rooms.disconnect(endedId)
+    if (startedId !== null && startedId !== endedId && startedId !== currentId) rooms.disconnect(startedId)
   }
 
   // @fastify/session loads the session in its own onRequest hook, registered before this one.
