@@ -43,7 +43,7 @@ export async function buildDemo ({ redisUrl, logger = false, sessionSecret = pro
   const redis = redisUrl === undefined || redisUrl === '' ? undefined : await connectRedis(redisUrl, app.log)
   if (redis !== undefined) {
     app.addHook('onClose', async () => {
-      await Promise.allSettled([redis.pub.close(), redis.sub.close()])
+      await Promise.allSettled(redis.clients.map((client) => client.close()))
     })
   }
 
@@ -192,14 +192,18 @@ async function connectRedis (url, log) {
     import('connect-redis'),
     import('@socket.io/redis-adapter')
   ])
-  const pub = createClient({ url })
+  const reconnectStrategy = (retries) => Math.min(retries * 50, 500)
+  // The session store's client fails at once while Redis is down (handshakes get SESSION_ERROR instead
+  // of waiting); the adapter's clients keep their offline queue (see the README, "Several nodes").
+  const storeClient = createClient({ url, disableOfflineQueue: true, socket: { reconnectStrategy } })
+  const pub = createClient({ url, socket: { reconnectStrategy } })
   const sub = pub.duplicate()
-  for (const client of [pub, sub]) client.on('error', (err) => log.error({ err }, 'chat demo: redis error'))
-  await Promise.all([pub.connect(), sub.connect()])
+  const clients = [storeClient, pub, sub]
+  for (const client of clients) client.on('error', (err) => log.error({ err }, 'chat demo: redis error'))
+  await Promise.all(clients.map((client) => client.connect()))
   return {
-    pub,
-    sub,
-    store: new RedisStore({ client: pub, prefix: 'chat-demo:sess:' }),
+    clients,
+    store: new RedisStore({ client: storeClient, prefix: 'chat-demo:sess:' }),
     adapter: createAdapter(pub, sub, { key: 'chat-demo' })
   }
 }
