@@ -283,3 +283,26 @@ t.test('validateInterval: 0 disables the sweep and keep-alive', async (t) => {
   t.ok(socket.connected)
   t.equal(server.store.calls.get, reads)
 })
+
+t.test('reloadOnEvent: an event on a destroyed or expired session is dropped and the session\'s sockets closed', async (t) => {
+  const ended: Array<[string, string]> = []
+  const server = await setup(t, { reloadOnEvent: true, keepAlive: false, onSessionEnd: (id, reason) => { ended.push([id, reason]) } }, { cookie: { secure: false, maxAge: 200 }, rolling: false })
+
+  const destroyed = await login(server.url, 'Ada')
+  const destroyedId = await sessionIdOf(server.url, destroyed)
+  const a = await connect(t, server.url, { cookie: destroyed })
+  const closedA = once(a, 'disconnect')
+  server.store.data.delete(destroyedId)
+  a.emit('increment')
+  t.equal(await closedA, 'transport close')
+  t.notOk(server.store.data.has(destroyedId), 'nothing written')
+
+  const expiring = await login(server.url, 'Bob')
+  const expiringId = await sessionIdOf(server.url, expiring)
+  const b = await connect(t, server.url, { cookie: expiring })
+  await sleep(250)
+  const closedB = once(b, 'disconnect')
+  b.emit('increment')
+  t.equal(await closedB, 'transport close')
+  t.same(ended, [[destroyedId, 'destroyed'], [expiringId, 'expired']])
+})
