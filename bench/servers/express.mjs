@@ -15,7 +15,7 @@ const sessionMiddleware = session({
   secret: 'a secret with at least 32 characters of entropy',
   resave: false,
   saveUninitialized: false,
-  cookie: { secure: false }
+  cookie: { secure: false, maxAge: 24 * 3600 * 1000 }
 })
 app.use(sessionMiddleware)
 app.post('/login', (req, res) => {

@@ -56,7 +56,7 @@ const app = Fastify({ logger: false })
 await app.register(fastifyCookie)
 await app.register(fastifySession, {
   secret: 'a secret with at least 32 characters of entropy',
-  cookie: { secure: false },
+  cookie: { secure: false, maxAge: 24 * 3600 * 1000 }, // a maxAge, as most applications set: keep-alive renews it
   saveUninitialized: false,
   store
 })
