@@ -48,6 +48,14 @@ export async function startServer (t: Test, plugin: FastifySocketIoSessionOption
   return { app, url: `http://127.0.0.1:${address.port}` }
 }
 
+/** Counts the calls of `fastify.decryptSession` (the session loads) made by what registers after it. */
+export function countSessionLoads (app: FastifyInstance): { count: number } {
+  const counter = { count: 0 }
+  const original = app.decryptSession
+  app.decryptSession = ((...args: Parameters<typeof original>) => { counter.count++; return original(...args) }) as typeof original
+  return counter
+}
+
 export function addRoutes (app: FastifyInstance): void {
   app.post<{ Body: { name?: string } | undefined }>('/login', async (request, reply) => {
     await reply.regenerateSession()
