@@ -4,6 +4,7 @@ import type { IncomingMessage } from 'node:http'
 import type { ServerOptions } from 'socket.io'
 import type { ResolvedOptions } from './options'
 import { createOriginCheck } from './origin'
+import { compactCookieOptions } from './session-internals'
 import { createTrustedProxy } from './trust-proxy'
 
 export type AllowRequest = NonNullable<ServerOptions['allowRequest']>
@@ -17,7 +18,7 @@ export interface HandshakeRequest extends IncomingMessage {
   protocol?: string
   [kLoadError]?: unknown
   [kSetCookie]?: string
-  [kNotStored]?: true
+  [kNotStored]?: boolean
 }
 
 /** Why the session of a socket's handshake could not be loaded, if it could not. */
@@ -35,7 +36,7 @@ export function isStoredSession (request: IncomingMessage): boolean {
 }
 
 export function markStoredSession (request: IncomingMessage): void {
-  delete (request as HandshakeRequest)[kNotStored]
+  (request as HandshakeRequest)[kNotStored] = false // not `delete`: see keepRequestFast()
 }
 
 /**
@@ -76,14 +77,15 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
     }, done)
   }
 
-  return function allowRequest (req, done) {
+  return function allowRequest (req, callback) {
     const request = req as HandshakeRequest
     const origin = request.headers.origin
     if (origin !== undefined && !originAllowed(origin, request)) {
       log.info({ origin, url: request.url }, 'socket.io handshake refused: origin not allowed')
-      done('origin not allowed', false)
+      callback('origin not allowed', false)
       return
     }
+    const done = keepRequestFast(request, callback)
     if (trusted.protocol(request) === 'https') request.protocol = 'https' // for cookie.secure: 'auto'
     const signedCookie = readSessionCookie(request.headers.cookie)
     decryptSession(signedCookie, request, cookieOptions, (err?: unknown) => {
@@ -91,6 +93,7 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
         request[kLoadError] = err
         done(null, true)
       } else if (request.session.encryptedSessionId === signedCookie) {
+        compactCookieOptions(request.session)
         done(null, true) // the cookie's session, from the store
       } else if (createSession) {
         persistNewSession(request, (saveError) => {
@@ -102,6 +105,28 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
         done(null, true)
       }
     })
+  }
+}
+
+let responseHeadersKey: symbol | undefined
+
+/**
+ * engine.io keeps a websocket handshake's response headers on the request, under a symbol of its own
+ * added just before `allowRequest` and deleted once the headers are written. Deleting a property that
+ * is not an object's last one turns it into a slow dictionary-mode object, which costs about 1.4 KB per
+ * socket for the socket's whole life: so that property is taken off while the session is added, and
+ * put back last, before engine.io goes on. Returns the `allowRequest` callback that puts it back.
+ */
+function keepRequestFast (request: HandshakeRequest, callback: Parameters<AllowRequest>[1]): Parameters<AllowRequest>[1] {
+  responseHeadersKey ??= Object.getOwnPropertySymbols(request).find((symbol) => symbol.description === 'responseHeaders')
+  const key = responseHeadersKey
+  if (key === undefined || !Object.hasOwn(request, key)) return callback // polling: nothing to keep
+  const holder = request as unknown as Record<symbol, unknown>
+  const headers = holder[key]
+  delete holder[key] // the last property: a cheap delete
+  return (err, success) => {
+    holder[key] = headers
+    callback(err, success)
   }
 }
 

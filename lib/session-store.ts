@@ -1,4 +1,5 @@
 import type { FastifySessionObject, SessionStore } from '@fastify/session'
+import { sessionStoreOf } from './session-internals'
 
 /** Session data as a store holds it: the session's fields and its `cookie` (with the stored `expires`). */
 export type SessionData = Record<string, unknown> & { cookie?: StoredCookie }
@@ -19,20 +20,15 @@ export type Changes = Map<string, unknown>
  * store holds now (never the socket's whole, possibly stale, copy), and keep-alive.
  *
  * @fastify/session gives its store to Fastify requests only (`request.sessionStore`); a socket has
- * a raw request, so the store is taken from the session object, which holds it under the symbol
- * that @fastify/session names 'sessionStore'.
+ * a raw request, so the store is taken from the session object (session-internals).
  */
 export class SessionStoreAccess {
   private store: SessionStore | undefined
 
   /** Finds the store from a session object (once); false if this @fastify/session hides it elsewhere. */
   attach (session: FastifySessionObject): boolean {
-    if (this.store !== undefined) return true
-    const key = Object.getOwnPropertySymbols(session).find((symbol) => symbol.description === 'sessionStore')
-    const store = key === undefined ? undefined : (session as unknown as Record<symbol, SessionStore | undefined>)[key]
-    if (typeof store?.get !== 'function' || typeof store.set !== 'function') return false
-    this.store = store
-    return true
+    this.store ??= sessionStoreOf(session)
+    return this.store !== undefined
   }
 
   get ready (): boolean {

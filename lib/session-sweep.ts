@@ -16,8 +16,13 @@ interface SweepOptions {
   log: FastifyBaseLogger
 }
 
-/** Sessions checked at once: their store reads are in flight together, then the event loop breathes. */
-const BATCH = 100
+/**
+ * Sessions checked at once: their store reads are in flight together, then the event loop breathes
+ * (with a synchronous store such as the memory store, a batch runs in one go: keep it short).
+ */
+const BATCH = 32
+/** Sockets looked at between two yields while the sessions are gathered. */
+const SOCKETS_PER_TICK = 1000
 
 /**
  * Every `interval`, this node checks the sessions of its own connected sockets against the store:
@@ -33,11 +38,17 @@ export function createSweep (options: SweepOptions): { start: () => void, stop: 
   let timer: NodeJS.Timeout | undefined
   let running = false
 
-  /** The distinct stored sessions of this node's sockets, with the expiry each was loaded with. */
-  function connectedSessions (): Map<string, number | undefined> {
+  /**
+   * The distinct stored sessions of this node's sockets, with the expiry each was loaded with,
+   * gathered a slice of sockets at a time.
+   */
+  async function connectedSessions (): Promise<Map<string, number | undefined>> {
     const sessions = new Map<string, number | undefined>()
+    let seen = 0
     for (const nsp of io._nsps.values()) {
       for (const socket of nsp.sockets.values()) {
+        if (++seen % SOCKETS_PER_TICK === 0) await yieldToEventLoop()
+        if (socket.disconnected) continue // closed while the sweep yielded
         const request = socket.request
         const session = request.session
         if (session == null || !isStoredSession(request) || sessions.has(session.sessionId)) continue
@@ -48,7 +59,7 @@ export function createSweep (options: SweepOptions): { start: () => void, stop: 
   }
 
   async function check (sessionId: string, knownExpiry: number | undefined): Promise<void> {
-    const data = await withTimeout(store.get(sessionId), timeout)
+    const data = await store.get(sessionId)
     const now = Date.now()
     if (data === null) {
       // Gone from the store: a store with TTLs drops expired sessions itself.
@@ -68,14 +79,21 @@ export function createSweep (options: SweepOptions): { start: () => void, stop: 
     let failures = 0
     let lastError: unknown
     try {
-      const sessions = Array.from(connectedSessions())
+      const sessions = Array.from(await connectedSessions())
+      await yieldToEventLoop()
       for (let start = 0; start < sessions.length; start += BATCH) {
-        await Promise.all(sessions.slice(start, start + BATCH).map(([sessionId, knownExpiry]) =>
+        const batch = sessions.slice(start, start + BATCH)
+        const checked = Promise.all(batch.map(([sessionId, knownExpiry]) =>
           queue.run(sessionId, () => check(sessionId, knownExpiry)).catch((err: unknown) => {
             failures++
             lastError = err
           })
         ))
+        // A store that does not answer must not stall the sweep for good.
+        await withTimeout(checked, timeout).catch((err: unknown) => {
+          failures += batch.length
+          lastError = err
+        })
         await yieldToEventLoop()
       }
       if (failures > 0) {
