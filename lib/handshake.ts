@@ -77,32 +77,32 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
     }, done)
   }
 
-  return function allowRequest (req, callback) {
+  return function allowRequest (req, done) {
     const request = req as HandshakeRequest
     const origin = request.headers.origin
     if (origin !== undefined && !originAllowed(origin, request)) {
       log.info({ origin, url: request.url }, 'socket.io handshake refused: origin not allowed')
-      callback('origin not allowed', false)
+      done('origin not allowed', false)
       return
     }
-    const done = keepRequestFast(request, callback)
+    const finish = keepRequestFast(request, done)
     if (trusted.protocol(request) === 'https') request.protocol = 'https' // for cookie.secure: 'auto'
     const signedCookie = readSessionCookie(request.headers.cookie)
     decryptSession(signedCookie, request, cookieOptions, (err?: unknown) => {
       if (err !== undefined && err !== null) {
         request[kLoadError] = err
-        done(null, true)
+        finish(null, true)
       } else if (request.session.encryptedSessionId === signedCookie) {
         compactCookieOptions(request.session)
-        done(null, true) // the cookie's session, from the store
+        finish(null, true) // the cookie's session, from the store
       } else if (createSession) {
         persistNewSession(request, (saveError) => {
           if (saveError !== undefined) request[kLoadError] = saveError
-          done(null, true)
+          finish(null, true)
         })
       } else {
         request[kNotStored] = true
-        done(null, true)
+        finish(null, true)
       }
     })
   }
