@@ -1,6 +1,7 @@
 // The load generator: a child process of bench/run.mjs, driven over IPC, with socket.io-client.
 // Every loop is bounded: each connection has a timeout, each phase a count.
 import { io } from 'socket.io-client'
+import { answerCommands } from './servers/control.mjs'
 
 const held = []
 let fanout = null
@@ -194,13 +195,4 @@ const commands = {
   }
 }
 
-process.on('message', async (msg) => {
-  const fn = commands[msg?.cmd]
-  try {
-    if (fn === undefined) throw new Error(`unknown command ${msg?.cmd}`)
-    process.send({ id: msg.id, result: await fn(msg) })
-  } catch (err) {
-    process.send({ id: msg.id, error: String(err?.stack ?? err) })
-  }
-})
-process.on('disconnect', () => process.exit(0))
+answerCommands(commands)

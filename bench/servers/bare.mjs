@@ -4,7 +4,7 @@
 // (`?room=1`), so the other metrics measure Socket.IO with nothing added.
 import { createServer } from 'node:http'
 import { Server } from 'socket.io'
-import { ready, serveControl } from './control.mjs'
+import { listenWithControl } from './control.mjs'
 
 const room = 'session:bench'
 
@@ -24,13 +24,4 @@ io.on('connection', (socket) => {
   if (socket.handshake.query.room !== undefined) socket.join(room)
 })
 
-server.listen(0, '127.0.0.1', () => {
-  serveControl({
-    io,
-    close: async () => {
-      io.engine.close()
-      await io.close()
-    }
-  })
-  ready(server.address().port)
-})
+listenWithControl(server, io)

@@ -118,6 +118,11 @@ export function serveControl ({ io, close, extra = {} }) {
     ...extra
   }
 
+  answerCommands(commands)
+}
+
+/** Answers the orchestrator's IPC commands ({ id, cmd }) with { id, result } or { id, error }; exits with it. */
+export function answerCommands (commands) {
   process.on('message', async (msg) => {
     const fn = commands[msg?.cmd]
     try {
@@ -129,6 +134,20 @@ export function serveControl ({ io, close, extra = {} }) {
   })
   // The orchestrator died: do not linger.
   process.on('disconnect', () => process.exit(0))
+}
+
+/** Listens on a free loopback port with a node:http server and its Socket.IO server, and serves the commands. */
+export function listenWithControl (server, io) {
+  server.listen(0, '127.0.0.1', () => {
+    serveControl({
+      io,
+      close: async () => {
+        io.engine.close()
+        await io.close()
+      }
+    })
+    ready(server.address().port)
+  })
 }
 
 /** Tells the orchestrator the server listens. */

@@ -8,7 +8,7 @@ import express from 'express'
 import session from 'express-session'
 import { createServer } from 'node:http'
 import { Server } from 'socket.io'
-import { ready, serveControl } from './control.mjs'
+import { listenWithControl } from './control.mjs'
 
 const app = express()
 const sessionMiddleware = session({
@@ -54,13 +54,4 @@ io.on('connection', (socket) => {
   socket.join(`session:${socket.request.session.id}`)
 })
 
-server.listen(0, '127.0.0.1', () => {
-  serveControl({
-    io,
-    close: async () => {
-      io.engine.close()
-      await io.close()
-    }
-  })
-  ready(server.address().port)
-})
+listenWithControl(server, io)
