@@ -17,7 +17,9 @@ for (const mode of ['own server', 'fastify-socket.io'] as const) {
       const elapsed = Date.now() - started
       t.ok(elapsed < 1000, `closed in ${elapsed} ms`)
       const reasons = await closed
-      if (mode === 'own server') t.same(reasons, ['transport close', 'transport close'], 'clients see a transport close and may reconnect elsewhere')
+      // A transport close, or for a polling client caught between two polls a transport error: either way
+      // not 'io server disconnect', so the client reconnects, to this server when it is back or to another node.
+      if (mode === 'own server') t.ok(reasons.every((reason) => reason === 'transport close' || reason === 'transport error'), `clients may reconnect elsewhere: ${reasons.join(', ')}`)
       else t.equal(reasons.length, 2, `both disconnected (fastify-socket.io's own preClose runs first: ${reasons.join(', ')})`)
       t.equal(server.app.io.engine.clientsCount, 0, 'no engine.io connection left')
     })
