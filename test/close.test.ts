@@ -52,3 +52,14 @@ t.test('serverOptions configure the server the plugin creates', async (t) => {
   await once(socket, 'connect')
   t.ok(socket.connected, 'clients connect on that path')
 })
+
+t.test('serverOptions given while fastify.io already exists: a warning, and the existing server is used', async (t) => {
+  const lines: Array<{ level: number, msg: string }> = []
+  const stream = { write: (line: string) => { lines.push(JSON.parse(line)) } }
+  const server = await startServer(t, { serverOptions: { path: '/ignored' } }, {
+    fastify: { logger: { level: 'warn', stream } },
+    before: async (app) => { await app.register(fastifySocketIo) }
+  })
+  t.equal(server.app.io.path(), '/socket.io')
+  t.ok(lines.some((line) => line.level === 40 && line.msg.includes('serverOptions are ignored')))
+})

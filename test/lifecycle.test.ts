@@ -306,3 +306,18 @@ t.test('reloadOnEvent: an event on a destroyed or expired session is dropped and
   t.equal(await closedB, 'transport close')
   t.same(ended, [[destroyedId, 'destroyed'], [expiringId, 'expired']])
 })
+
+t.test('an onSessionEnd that throws is logged; the sockets are closed all the same', async (t) => {
+  const lines: Array<{ level: number, msg: string }> = []
+  const stream = { write: (line: string) => { lines.push(JSON.parse(line)) } }
+  const store = new TestStore()
+  const server = await startServer(t, { validateInterval: 30, onSessionEnd: () => { throw new Error('app bug') } }, {
+    session: { store }, fastify: { logger: { level: 'error', stream } }
+  })
+  const cookie = await login(server.url)
+  const socket = await connect(t, server.url, { cookie })
+  const closed = once(socket, 'disconnect')
+  store.data.delete(await sessionIdOf(server.url, cookie))
+  t.equal(await closed, 'transport close')
+  t.ok(lines.some((line) => line.level === 50 && line.msg === 'onSessionEnd threw'))
+})
