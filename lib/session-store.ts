@@ -74,10 +74,9 @@ export class SessionStoreAccess {
   }
 
   /** Writes the session back with its expiry moved to now + maxAge: the data just read, nothing else. */
-  async extend (sessionId: string, current: SessionData, now: number): Promise<void> {
-    const cookie = cookieJson(current.cookie)
+  async extend (sessionId: string, current: SessionData, now: number, maxAge: number): Promise<void> {
     const next = copyFields(current)
-    next.cookie = { ...cookie, expires: new Date(now + (cookie.originalMaxAge as number)) }
+    next.cookie = { ...cookieJson(current.cookie), expires: new Date(now + maxAge) }
     await this.set(sessionId, next)
   }
 
@@ -95,10 +94,10 @@ export function storedExpiry (data: SessionData): number | undefined {
   return Number.isNaN(time) ? undefined : time
 }
 
-/** Whether keep-alive can move the session's expiry: it has a maxAge to renew. */
-export function renewable (data: SessionData): boolean {
+/** The session's maxAge (ms), which keep-alive renews, or undefined for a session without one. */
+export function storedMaxAge (data: SessionData): number | undefined {
   const maxAge = cookieJson(data.cookie).originalMaxAge
-  return typeof maxAge === 'number' && maxAge > 0
+  return typeof maxAge === 'number' && maxAge > 0 ? maxAge : undefined
 }
 
 function cookieJson (cookie: StoredCookie | undefined): Record<string, unknown> {

@@ -3,7 +3,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
 import type { SessionServer } from '../types/index'
 import type { EndSession } from './session-end'
 import type { SessionQueue } from './session-queue'
-import { renewable, storedExpiry, type SessionStoreAccess } from './session-store'
+import { storedExpiry, storedMaxAge, type SessionStoreAccess } from './session-store'
 import { isStoredSession } from './handshake'
 
 interface SweepOptions {
@@ -28,8 +28,8 @@ const SOCKETS_PER_TICK = 1000
  * Every `interval`, this node checks the sessions of its own connected sockets against the store:
  * one read per distinct session (never one per socket), in batches that yield to the event loop.
  * A session that was destroyed or has expired ends its sockets here; with `keepAlive`, one that is
- * alive gets its stored expiry (the `cookie.expires` @fastify/session checks on load) moved to
- * now + maxAge, written from the data just read. An unreachable store ends nobody: the sweep logs
+ * alive and has used half its maxAge gets its stored expiry (the `cookie.expires` @fastify/session
+ * checks on load) moved to now + maxAge, written from the data just read. An unreachable store ends nobody: the sweep logs
  * and tries again at the next interval.
  */
 export function createSweep (options: SweepOptions): { start: () => void, stop: () => void, sweep: () => Promise<void> } {
@@ -70,7 +70,13 @@ export function createSweep (options: SweepOptions): { start: () => void, stop: 
       await store.destroy(sessionId)
       return endSession(sessionId, 'expired')
     }
-    if (keepAlive && renewable(data)) await store.extend(sessionId, data, now)
+    if (!keepAlive) return
+    // Renewed once it has less than half its maxAge left (and never less than two checks' worth): a
+    // connected user never expires, and a session is written once per half maxAge, not at every check.
+    const maxAge = storedMaxAge(data)
+    if (maxAge !== undefined && (expiry === undefined || expiry - now < Math.max(maxAge / 2, 2 * interval))) {
+      await store.extend(sessionId, data, now, maxAge)
+    }
   }
 
   async function sweep (): Promise<void> {

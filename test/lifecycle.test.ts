@@ -232,7 +232,7 @@ t.test('keepAlive: a connected socket keeps its session alive past maxAge; a dis
 })
 
 t.test('keepAlive never overwrites newer data', async (t) => {
-  const server = await setup(t, { validateInterval: 30 }, { cookie: { secure: false, maxAge: 60_000 } })
+  const server = await setup(t, { validateInterval: 30 }, { cookie: { secure: false, maxAge: 300 }, rolling: false })
   const cookie = await login(server.url)
   const id = await sessionIdOf(server.url, cookie)
   await connect(t, server.url, { cookie })
@@ -271,6 +271,18 @@ t.test('sweep: an unreachable store disconnects nobody, and the next interval wo
   const closed = once(socket, 'disconnect')
   store.data.delete(id)
   t.equal(await closed, 'transport close', 'once back, the sweep works again')
+})
+
+t.test('keepAlive renews a session once it has used half its maxAge, not at every check', async (t) => {
+  const server = await setup(t, { validateInterval: 30 }, { cookie: { secure: false, maxAge: 60_000 } })
+  const cookie = await login(server.url)
+  const id = await sessionIdOf(server.url, cookie)
+  await connect(t, server.url, { cookie })
+  const writes = server.store.calls.set
+  const expires = server.store.read(id)?.cookie.expires
+  await sleep(200)
+  t.equal(server.store.calls.set, writes, 'a fresh session is not rewritten')
+  t.equal(server.store.read(id)?.cookie.expires, expires)
 })
 
 t.test('validateInterval: 0 disables the sweep and keep-alive', async (t) => {
