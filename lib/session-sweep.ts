@@ -29,10 +29,10 @@ const SOCKETS_PER_TICK = 1000
  * one read per distinct session (never one per socket), in batches that yield to the event loop.
  * A session that was destroyed or has expired ends its sockets here; with `keepAlive`, one that is
  * alive and has used half its maxAge gets its stored expiry (the `cookie.expires` @fastify/session
- * checks on load) moved to now + maxAge, written from the data just read. An unreachable store ends nobody: the sweep logs
- * and tries again at the next interval.
+ * checks on load) moved to now + maxAge, written from the data just read. An unreachable store ends
+ * nobody: the sweep logs and tries again at the next interval.
  */
-export function createSweep (options: SweepOptions): { start: () => void, stop: () => void, sweep: () => Promise<void> } {
+export function createSweep (options: SweepOptions): { start: () => void, stop: () => void } {
   const { io, interval, keepAlive, queue, store, endSession, log } = options
   const timeout = Math.max(interval, 5000)
   let timer: NodeJS.Timeout | undefined
@@ -111,7 +111,6 @@ export function createSweep (options: SweepOptions): { start: () => void, stop: 
   }
 
   return {
-    sweep,
     start () {
       timer = setInterval(() => { sweep().catch((err: unknown) => log.error({ err }, 'socket.io session sweep failed')) }, interval)
       timer.unref()
