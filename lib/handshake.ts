@@ -88,7 +88,9 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
     const finish = keepRequestFast(request, done)
     if (trusted.protocol(request) === 'https') request.protocol = 'https' // for cookie.secure: 'auto'
     const signedCookie = readSessionCookie(request.headers.cookie)
-    decryptSession(signedCookie, request, cookieOptions, (err?: unknown) => {
+    let called = false
+    const loaded = (err?: unknown): void => {
+      called = true
       if (err !== undefined && err !== null) {
         request[kLoadError] = err
         finish(null, true)
@@ -104,7 +106,13 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
         request[kNotStored] = true
         finish(null, true)
       }
-    })
+    }
+    try {
+      decryptSession(signedCookie, request, cookieOptions, loaded)
+    } catch (err) {
+      if (called) throw err // thrown after the session was loaded, by what went on from there
+      loaded(err) // a store that throws instead of calling back: SESSION_ERROR, not a crash
+    }
   }
 }
 

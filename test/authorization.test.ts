@@ -75,18 +75,23 @@ t.test('a throwing or rejecting authorize gives SESSION_ERROR, logged at error l
 
 t.test('a failing store gives SESSION_ERROR, and the server keeps serving', async (t) => {
   const data = new Map<string, unknown>()
-  let failing = false
+  let failing: false | 'callback' | 'throw' = false
   const store: FastifySessionOptions['store'] = {
-    get: (id, cb) => { failing ? cb(new Error('store down')) : cb(null, data.get(id) as never) },
+    get: (id, cb) => {
+      if (failing === 'throw') throw new Error('store broken')
+      failing === 'callback' ? cb(new Error('store down')) : cb(null, data.get(id) as never)
+    },
     set: (id, session, cb) => { data.set(id, JSON.parse(JSON.stringify(session))); cb() },
     destroy: (id, cb) => { data.delete(id); cb() }
   }
   const server = await startServer(t, loggedIn, { session: { store } })
   const cookie = await login(server.url)
   for (const { name, transports } of transportModes) {
-    failing = true
-    const err = await refused(t, server.url, { cookie, transports })
-    t.same(err.data, { code: 'SESSION_ERROR' }, `${name}: store failure`)
+    for (const mode of ['callback', 'throw'] as const) {
+      failing = mode
+      const err = await refused(t, server.url, { cookie, transports })
+      t.same(err.data, { code: 'SESSION_ERROR' }, `${name}: store failure (${mode})`)
+    }
     failing = false
     t.ok((await connect(t, server.url, { cookie, transports })).connected, `${name}: store back`)
   }
