@@ -30,9 +30,11 @@ export function createLifecycle (io: SessionServer, opts: ResolvedOptions, log: 
     ? createSweep({ io, interval: opts.validateInterval, keepAlive: opts.keepAlive, queue, store, endSession, log })
     : undefined
 
+  let storeMissing = false
   return {
     attach (socket) {
-      if (!store.ready && !store.attach(socket.request.session)) {
+      if (!store.ready && !storeMissing && !store.attach(socket.request.session)) {
+        storeMissing = true
         log.error('fastify-socket.io-session: the @fastify/session store could not be found; reload, save and sweep are off')
       }
       hookEvents?.(socket)
