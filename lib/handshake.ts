@@ -126,9 +126,10 @@ let responseHeadersKey: symbol | undefined
  * put back last, before engine.io goes on. Returns the `allowRequest` callback that puts it back.
  */
 function keepRequestFast (request: HandshakeRequest, callback: Parameters<AllowRequest>[1]): Parameters<AllowRequest>[1] {
+  if (request.headers.upgrade === undefined) return callback // polling: nothing to keep
   responseHeadersKey ??= Object.getOwnPropertySymbols(request).find((symbol) => symbol.description === 'responseHeaders')
   const key = responseHeadersKey
-  if (key === undefined || !Object.hasOwn(request, key)) return callback // polling: nothing to keep
+  if (key === undefined || !Object.hasOwn(request, key)) return callback
   const holder = request as unknown as Record<symbol, unknown>
   const headers = holder[key]
   delete holder[key] // the last property: a cheap delete

@@ -18,7 +18,7 @@ export function useIoServer (fastify: FastifyInstance, opts: ResolvedOptions, lo
   const io: SessionServer = new Server(fastify.server, opts.serverOptions)
   fastify.decorate('io', io)
   fastify.addHook('onClose', async () => {
-    await io.close() // adapters; the HTTP server is Fastify's to close
+    await io.close() // the adapters (Fastify has closed the HTTP server by now: onClose hooks run after)
   })
   return io
 }

@@ -3,7 +3,8 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { SessionSocket } from '../types/index'
 import type { EndSession } from './session-end'
 import type { SessionQueue } from './session-queue'
-import { changesSince, snapshot, type SessionStoreAccess } from './session-store'
+import { changesSince, snapshot } from './session-changes'
+import type { SessionStoreAccess } from './session-store'
 import { isStoredSession, markStoredSession } from './handshake'
 
 type Listener = (...args: any[]) => unknown

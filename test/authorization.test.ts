@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { FastifySessionOptions } from '@fastify/session'
 import { client, connect, once, refused, sleep, transportModes } from './helpers/client'
-import { login, me, startServer } from './helpers/server'
+import { captureLogs, login, me, startServer } from './helpers/server'
 
 const loggedIn = { authorize: (session: { user?: unknown }) => session.user !== undefined }
 
@@ -52,15 +52,14 @@ t.test('authorize may be async and sees the socket', async (t) => {
 })
 
 t.test('a throwing or rejecting authorize gives SESSION_ERROR, logged at error level; others are still served', async (t) => {
-  const lines: Array<{ level: number, msg: string }> = []
-  const stream = { write: (line: string) => { lines.push(JSON.parse(line)) } }
+  const { lines, logger } = captureLogs('info')
   const server = await startServer(t, {
     authorize: (session) => {
       if (session.user?.name === 'Thrower') throw new Error('boom')
       if (session.user?.name === 'Rejecter') return Promise.reject(new Error('async boom'))
       return session.user !== undefined
     }
-  }, { fastify: { logger: { level: 'info', stream } } })
+  }, { fastify: { logger } })
   for (const name of ['Thrower', 'Rejecter']) {
     const err = await refused(t, server.url, { cookie: await login(server.url, name) })
     t.equal(err.message, 'session error', name)

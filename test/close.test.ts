@@ -1,7 +1,7 @@
 import t from 'tap'
 import fastifySocketIo from 'fastify-socket.io'
 import { connect, once, transportModes } from './helpers/client'
-import { login, startServer } from './helpers/server'
+import { captureLogs, login, startServer } from './helpers/server'
 
 for (const mode of ['own server', 'fastify-socket.io'] as const) {
   for (const { name, transports } of transportModes) {
@@ -54,10 +54,9 @@ t.test('serverOptions configure the server the plugin creates', async (t) => {
 })
 
 t.test('serverOptions given while fastify.io already exists: a warning, and the existing server is used', async (t) => {
-  const lines: Array<{ level: number, msg: string }> = []
-  const stream = { write: (line: string) => { lines.push(JSON.parse(line)) } }
+  const { lines, logger } = captureLogs('warn')
   const server = await startServer(t, { serverOptions: { path: '/ignored' } }, {
-    fastify: { logger: { level: 'warn', stream } },
+    fastify: { logger },
     before: async (app) => { await app.register(fastifySocketIo) }
   })
   t.equal(server.app.io.path(), '/socket.io')

@@ -2,7 +2,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import type { FastifySocketIoSessionOptions, SessionSocket } from '../types/index'
 import { client, connect, once, sleep, transportModes } from './helpers/client'
-import { login, logout, me, startServer, type TestServer } from './helpers/server'
+import { captureLogs, login, logout, me, startServer, type TestServer } from './helpers/server'
 import { TestStore } from './helpers/store'
 
 /** The application's socket handlers: each works on `socket.request.session`, the current session. */
@@ -160,10 +160,9 @@ t.test('no resurrection: an HTTP logout racing a socket that saves', async (t) =
 })
 
 t.test('a handler that throws is logged, saves nothing, and the socket keeps working', async (t) => {
-  const lines: Array<{ level: number, msg: string }> = []
-  const stream = { write: (line: string) => { lines.push(JSON.parse(line)) } }
+  const { lines, logger } = captureLogs('error')
   const store = new TestStore()
-  const server = await startServer(t, { validateInterval: 0 }, { session: { store }, fastify: { logger: { level: 'error', stream } } })
+  const server = await startServer(t, { validateInterval: 0 }, { session: { store }, fastify: { logger } })
   serve(server)
   const cookie = await login(server.url)
   const socket = await connect(t, server.url, { cookie })
@@ -256,10 +255,9 @@ t.test('sweep: one store read per distinct session per interval, not one per soc
 })
 
 t.test('sweep: an unreachable store disconnects nobody, and the next interval works again', async (t) => {
-  const lines: Array<{ level: number, msg: string }> = []
-  const stream = { write: (line: string) => { lines.push(JSON.parse(line)) } }
+  const { lines, logger } = captureLogs('warn')
   const store = new TestStore()
-  const server = await startServer(t, { validateInterval: 30 }, { session: { store }, fastify: { logger: { level: 'warn', stream } } })
+  const server = await startServer(t, { validateInterval: 30 }, { session: { store }, fastify: { logger } })
   const cookie = await login(server.url)
   const id = await sessionIdOf(server.url, cookie)
   const socket = await connect(t, server.url, { cookie })
@@ -320,11 +318,10 @@ t.test('reloadOnEvent: an event on a destroyed or expired session is dropped and
 })
 
 t.test('an onSessionEnd that throws is logged; the sockets are closed all the same', async (t) => {
-  const lines: Array<{ level: number, msg: string }> = []
-  const stream = { write: (line: string) => { lines.push(JSON.parse(line)) } }
+  const { lines, logger } = captureLogs('error')
   const store = new TestStore()
   const server = await startServer(t, { validateInterval: 30, onSessionEnd: () => { throw new Error('app bug') } }, {
-    session: { store }, fastify: { logger: { level: 'error', stream } }
+    session: { store }, fastify: { logger }
   })
   const cookie = await login(server.url)
   const socket = await connect(t, server.url, { cookie })

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { connect, handshake, refused } from './helpers/client'
-import { countSessionLoads, login, startServer } from './helpers/server'
+import { captureLogs, countSessionLoads, login, startServer } from './helpers/server'
 
 const refusedStatus = { polling: 403, websocket: 400 }
 
@@ -77,9 +77,8 @@ t.test('behind a trusted proxy, the forwarded host is the one compared', async (
 })
 
 t.test('a refused handshake is logged at info level with the origin', async (t) => {
-  const lines: Array<{ level: number, msg: string, origin?: string }> = []
-  const stream = { write: (line: string) => { lines.push(JSON.parse(line)) } }
-  const server = await startServer(t, {}, { fastify: { logger: { level: 'info', stream } } })
+  const { lines, logger } = captureLogs('info')
+  const server = await startServer(t, {}, { fastify: { logger } })
   await handshake(server.url, 'polling', { host: new URL(server.url).host, origin: 'http://evil.example' })
   const entry = lines.find((line) => line.msg.includes('origin not allowed'))
   t.equal(entry?.level, 30, 'info')

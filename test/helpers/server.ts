@@ -48,6 +48,14 @@ export async function startServer (t: Test, plugin: FastifySocketIoSessionOption
   return { app, url: `http://127.0.0.1:${address.port}` }
 }
 
+export interface LogLine { level: number, msg: string, [key: string]: unknown }
+
+/** A Fastify logger option that keeps the JSON log lines, for tests that check what was logged. */
+export function captureLogs (level: string): { lines: LogLine[], logger: { level: string, stream: { write: (line: string) => void } } } {
+  const lines: LogLine[] = []
+  return { lines, logger: { level, stream: { write: (line) => { lines.push(JSON.parse(line)) } } } }
+}
+
 /** Counts the calls of `fastify.decryptSession` (the session loads) made by what registers after it. */
 export function countSessionLoads (app: FastifyInstance): { count: number } {
   const counter = { count: 0 }
