@@ -4,7 +4,7 @@ import type { FastifySocketIoSessionOptions } from '../types/index'
 import { createAuthorization, useInEveryNamespace } from './authorization'
 import { createHandshake, sendCreatedSessionCookie } from './handshake'
 import { registerHelpers } from './helpers'
-import { authorizeRecoveredSockets, closeConnections, closePollingPromptly, runOnHandshake, useIoServer } from './io-server'
+import { authorizeRecoveredSockets, closeConnections, closePollingPromptly, refuseUnsafeServer, runOnHandshake, useIoServer } from './io-server'
 import { resolveOptions, type ResolvedOptions } from './options'
 import { createLifecycle } from './lifecycle'
 import { createSessionRooms } from './rooms'
@@ -13,6 +13,7 @@ function plugin (fastify: FastifyInstance, options: FastifySocketIoSessionOption
   let opts: ResolvedOptions
   try {
     opts = resolveOptions(options)
+    refuseUnsafeServer(fastify, opts)
   } catch (err) {
     return done(err as Error)
   }

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { Server } from 'socket.io'
 import type { SessionServer } from '../types/index'
+import { InvalidOptionError } from './errors'
 import type { AllowRequest } from './handshake'
 import type { ResolvedOptions } from './options'
 
@@ -21,6 +22,28 @@ export function useIoServer (fastify: FastifyInstance, opts: ResolvedOptions, lo
     await io.close() // the adapters (Fastify has closed the HTTP server by now: onClose hooks run after)
   })
   return io
+}
+
+/**
+ * Throws at registration for a server the plugin cannot make safe: one whose transports include
+ * 'webtransport' (in `serverOptions`, or on a `fastify.io` that already exists).
+ */
+export function refuseUnsafeServer (fastify: FastifyInstance, opts: ResolvedOptions): void {
+  if (fastify.hasDecorator('io')) {
+    refuseWebTransport((fastify.io as SessionServer | undefined)?.engine?.opts.transports, 'transports', 'of the existing fastify.io')
+  } else {
+    refuseWebTransport(opts.serverOptions?.transports, 'serverOptions.transports', '')
+  }
+}
+
+/**
+ * WebTransport sessions never reach engine.io's `allowRequest` and carry no HTTP request: they would
+ * skip the origin check and the session. Refused at boot rather than left to engine.io's own guard.
+ */
+function refuseWebTransport (transports: unknown, option: string, where: string): void {
+  if (Array.isArray(transports) && transports.includes('webtransport')) {
+    throw new InvalidOptionError(option, `${where === '' ? '' : where + ' '}must not include 'webtransport': WebTransport sessions carry no HTTP request, so they would bypass the origin check and the session`)
+  }
 }
 
 /** Runs `handshake` on every engine.io handshake, before any `allowRequest` the server already had. */

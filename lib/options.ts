@@ -1,5 +1,6 @@
 import type { FastifySocketIoSessionOptions as Options } from '../types/index'
 import { InvalidOptionError } from './errors'
+import { assertOrigins } from './origin'
 
 /** The options with their defaults applied: what the rest of the plugin reads. */
 export interface ResolvedOptions extends Omit<Options, 'cookieName' | 'cookiePrefix' | 'sessionRoom' | 'reloadOnEvent' | 'autoSave' | 'validateInterval' | 'keepAlive' | 'createSession'> {
@@ -30,7 +31,11 @@ const schema: Record<keyof Options, [Check, string]> = {
     (v) => isBoolean(v) || isString(v) || isStringArray(v) || isFunction(v) || (Number.isInteger(v) && (v as number) >= 0),
     'must be a boolean, a string, an array of strings, a hop count or a function, as Fastify\'s trustProxy'
   ],
-  allowedOrigins: [(v) => isStringArray(v) || isFunction(v), 'must be an array of origins or a function (origin, request) => boolean'],
+  allowedOrigins: [
+    (v) => isFunction(v) || (isStringArray(v) && assertOrigins(v as string[], (entry) => new InvalidOptionError('allowedOrigins',
+      `has ${JSON.stringify(entry)}, which is not an origin: scheme://host[:port], without path, query, credentials or wildcard`))),
+    'must be an array of origins (scheme://host[:port]) or a function (origin, request) => boolean'
+  ],
   authorize: [isFunction, 'must be a function (session, socket) => boolean | Promise<boolean>'],
   sessionRoom: [isFunction, 'must be a function (sessionId) => string'],
   userRoom: [isFunction, 'must be a function (session, socket) => string | undefined'],

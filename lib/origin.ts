@@ -13,10 +13,43 @@ export type OriginCheck = (origin: string, request: IncomingMessage) => boolean
 export function createOriginCheck (allowedOrigins: ResolvedOptions['allowedOrigins'], trusted: TrustedProxy): OriginCheck {
   if (typeof allowedOrigins === 'function') return allowedOrigins
   if (Array.isArray(allowedOrigins)) {
-    const allowed = new Set(allowedOrigins.map(normalizeOrigin))
+    const allowed = new Set(allowedOrigins.map((entry) => canonicalOrigin(entry) ?? normalizeOrigin(entry)))
     return (origin) => allowed.has(normalizeOrigin(origin))
   }
   return (origin, request) => isSameOrigin(origin, trusted.host(request))
+}
+
+/** `scheme://host[:port]`, a trailing slash allowed: no path, query, fragment, credentials, wildcard or space. */
+const originShape = /^[a-z][a-z0-9+.-]*:\/\/[^\s/?#@*\\]+\/?$/i
+
+/**
+ * An `allowedOrigins` entry as a browser would send it in `Origin` (lower case, punycode host, no
+ * default port, no trailing slash), or undefined if the entry is not an origin. `'null'` (the Origin
+ * of sandboxed and file pages) is kept as it is: a list may name it on purpose.
+ */
+export function canonicalOrigin (entry: string): string | undefined {
+  if (entry === 'null') return entry
+  if (!originShape.test(entry)) return undefined
+  let url: URL
+  try {
+    url = new URL(entry)
+  } catch {
+    return undefined // a bad port, a bad host
+  }
+  if (url.hostname === '') return undefined
+  // Special schemes (http, https, ws, wss) serialize their origin; others (app://, capacitor://) give 'null'.
+  return url.origin !== 'null' ? url.origin : `${url.protocol}//${url.host}`.toLowerCase()
+}
+
+/**
+ * Throws, naming the entry, unless every entry of the list is an origin: a typo must not make the
+ * list refuse everyone (a path never matches) nor read as a pattern it is not (a wildcard).
+ */
+export function assertOrigins (entries: string[], fail: (entry: string) => Error): true {
+  for (const entry of entries) {
+    if (canonicalOrigin(entry) === undefined) throw fail(entry)
+  }
+  return true
 }
 
 function normalizeOrigin (origin: string): string {
