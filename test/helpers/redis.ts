@@ -5,8 +5,10 @@ import { createConnection, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createClient, type RedisClientOptions } from 'redis'
+import { Redis as IORedis } from 'ioredis'
 import { RedisStore } from 'connect-redis'
 import { createAdapter } from '@socket.io/redis-adapter'
+import type { SessionStore } from '@fastify/session'
 import type { FastifySocketIoSessionOptions } from '../../types/index'
 import { startServer, type BuildOptions, type TestServer } from './server'
 
@@ -68,7 +70,8 @@ export async function closeClient (client: { isOpen: boolean, isReady: boolean, 
   else client.destroy()
 }
 
-async function freePort (): Promise<number> {
+/** A free TCP port on 127.0.0.1 (free when probed: starting a server on it may still race). */
+export async function freePort (): Promise<number> {
   return await new Promise((resolve, reject) => {
     const server = createServer()
     server.once('error', reject)
@@ -175,8 +178,39 @@ export async function startRedis (t: Test): Promise<RedisServer> {
 export interface RedisNode extends TestServer {
   /** Errors the node's Redis clients emitted (connection lost, ...). */
   redisErrors: Error[]
-  /** The adapter's publishing client, for checks such as PUBSUB NUMSUB. */
+  /**
+   * The adapter's publishing client, for checks such as PUBSUB NUMSUB (a node-redis client: with
+   * `adapterClients: 'ioredis'`, the store's client).
+   */
   pubClient: Awaited<ReturnType<typeof redisClient>>
+}
+
+export type RedisClient = Awaited<ReturnType<typeof redisClient>>
+
+/** Which clients and store a Redis node uses; by default node-redis everywhere and connect-redis 9. */
+export interface RedisNodeClients {
+  /** The session store, built on the node's store client (default: connect-redis's `RedisStore`). */
+  store?: (client: RedisClient) => SessionStore
+  /**
+   * The Redis adapter's pub/sub clients: node-redis (default) or ioredis, as @socket.io/redis-adapter's
+   * documentation shows it (`const pub = new Redis(); const sub = pub.duplicate()`).
+   */
+  adapterClients?: 'redis' | 'ioredis'
+}
+
+/** ioredis clients for the adapter, retrying every 50 to 500 ms; errors recorded instead of crashing. */
+async function ioredisClients (url: string, errors: Error[]): Promise<IORedis[]> {
+  const pub = new IORedis(url, { retryStrategy: (times: number) => Math.min(times * 50, 500), lazyConnect: true })
+  const sub = pub.duplicate()
+  for (const client of [pub, sub]) client.on('error', (err: Error) => { errors.push(err) })
+  await Promise.all([pub.connect(), sub.connect()])
+  return [pub, sub]
+}
+
+/** Closes an ioredis client gracefully when it is connected, at once otherwise. */
+async function closeIORedis (client: IORedis): Promise<void> {
+  if (client.status === 'ready') await client.quit()
+  else client.disconnect()
 }
 
 /**
@@ -185,24 +219,27 @@ export interface RedisNode extends TestServer {
  * onClose hook registered before the plugin, so they close after the plugin's `io.close()` (which
  * unsubscribes the adapter), and the test's teardown closes the node.
  */
-export async function startRedisNode (t: Test, redis: RedisServer, plugin: FastifySocketIoSessionOptions = {}, build: BuildOptions = {}): Promise<RedisNode> {
+export async function startRedisNode (t: Test, redis: RedisServer, plugin: FastifySocketIoSessionOptions = {}, build: BuildOptions = {}, clients: RedisNodeClients = {}): Promise<RedisNode> {
   const redisErrors: Error[] = []
   const storeClient = await redisClient(redis.url, storeClientOptions, redisErrors)
-  const pubClient = await redisClient(redis.url, adapterClientOptions, redisErrors)
-  const subClient = await redisClient(redis.url, adapterClientOptions, redisErrors)
+  const ioredis = clients.adapterClients === 'ioredis'
+  const [pubClient, subClient] = ioredis
+    ? await ioredisClients(redis.url, redisErrors)
+    : [await redisClient(redis.url, adapterClientOptions, redisErrors), await redisClient(redis.url, adapterClientOptions, redisErrors)]
   const closeClients = async (): Promise<void> => {
-    await Promise.all([storeClient, pubClient, subClient].map(closeClient))
+    await Promise.all([storeClient, pubClient, subClient].map((client) => client instanceof IORedis ? closeIORedis(client) : closeClient(client)))
   }
   try {
+    const store = clients.store?.(storeClient) ?? new RedisStore({ client: storeClient })
     const server = await startServer(t, { ...plugin, serverOptions: { ...plugin.serverOptions, adapter: createAdapter(pubClient, subClient) } }, {
       ...build,
-      session: { store: new RedisStore({ client: storeClient }), ...build.session },
+      session: { store, ...build.session },
       before: async (app) => {
         app.addHook('onClose', closeClients)
         await build.before?.(app)
       }
     })
-    return { ...server, redisErrors, pubClient }
+    return { ...server, redisErrors, pubClient: pubClient instanceof IORedis ? storeClient : pubClient }
   } catch (err) {
     await closeClients()
     throw err
