@@ -6,10 +6,18 @@ export const InvalidOptionError = createError<'FST_SIO_SESSION_INVALID_OPTION', 
   "fastify-socket.io-session: option '%s' %s"
 )
 
-/** Thrown at registration when the plugin is used in a way it cannot work. */
-export const SetupError = createError<'FST_SIO_SESSION_SETUP', [string]>(
-  'FST_SIO_SESSION_SETUP',
-  'fastify-socket.io-session: %s'
+/** Thrown by a helper called with an argument it cannot use. */
+export const InvalidArgumentError = createError<'FST_SIO_SESSION_INVALID_ARGUMENT', [string, string]>(
+  'FST_SIO_SESSION_INVALID_ARGUMENT',
+  "fastify-socket.io-session: argument '%s' %s",
+  500,
+  TypeError
+)
+
+/** Thrown by a helper that needs the session store when @fastify/session's store could not be found. */
+export const NoStoreError = createError(
+  'FST_SIO_SESSION_NO_STORE',
+  'fastify-socket.io-session: the @fastify/session store could not be found'
 )
 
 const Unauthorized = createError('SESSION_UNAUTHORIZED', 'unauthorized', 401)

@@ -3,11 +3,16 @@ import fp from 'fastify-plugin'
 import type { FastifySocketIoSessionOptions } from '../types/index'
 import { createAuthorization, useInEveryNamespace } from './authorization'
 import { createHandshake, sendCreatedSessionCookie } from './handshake'
-import { registerHelpers } from './helpers'
+import { createCluster } from './cluster'
+import { decorateHelpers } from './decorators'
 import { authorizeRecoveredSockets, closeConnections, closePollingPromptly, refuseUnsafeServer, runOnHandshake, useIoServer } from './io-server'
 import { resolveOptions, type ResolvedOptions } from './options'
 import { createLifecycle } from './lifecycle'
 import { createSessionRooms } from './rooms'
+import { bindSessionsToSockets } from './session-binding'
+import { createSocketEnder } from './session-end'
+import { findSessionStore } from './session-internals'
+import { SessionStoreAccess } from './session-store'
 
 function plugin (fastify: FastifyInstance, options: FastifySocketIoSessionOptions, done: (err?: Error) => void): void {
   let opts: ResolvedOptions
@@ -28,21 +33,33 @@ function plugin (fastify: FastifyInstance, options: FastifySocketIoSessionOption
   runOnHandshake(io, createHandshake(fastify, opts, log))
   if (opts.createSession) io.engine.on('initial_headers', sendCreatedSessionCookie)
 
-  // Admission in every namespace: authorization, then the session's rooms and lifecycle.
+  // Sessions' sockets: their rooms, how they are ended (the client told why), and the messages that
+  // make one node's decision reach every node, acknowledged.
   const rooms = createSessionRooms(io, opts)
-  const lifecycle = createLifecycle(io, opts, log)
+  const ender = createSocketEnder(rooms, opts, log)
+  const cluster = createCluster(io, opts, log, {
+    end: ender.endSession,
+    sync: (sessionId) => lifecycle.sync(sessionId)
+  })
+  const store = new SessionStoreAccess()
+  store.use(findSessionStore(fastify.decryptSession))
+
+  // While sockets are connected their sessions stay in step with the store, and their authority with
+  // their sessions: reload, save, sync, re-authorization, expiry sweep, keep-alive.
+  const lifecycle = createLifecycle({ io, rooms, store, ender, cluster, log }, opts)
+  fastify.addHook('onReady', (next) => { lifecycle.start(); next() })
+  fastify.addHook('preClose', (next) => { lifecycle.stop(); cluster.close(); next() })
+
+  // Admission in every namespace: authorization, then the session's rooms and lifecycle.
   useInEveryNamespace(io, createAuthorization(opts, (socket, session) => {
     rooms.join(socket, session)
     lifecycle.attach(socket)
   }, log))
   authorizeRecoveredSockets(io, log)
 
-  // While sockets are connected their sessions stay true: reload, save, expiry sweep, keep-alive.
-  fastify.addHook('onReady', (next) => { lifecycle.start(); next() })
-  fastify.addHook('preClose', (next) => { lifecycle.stop(); next() })
-
-  // Helpers for HTTP routes: logout, login, and sockets tied to the session id they opened with.
-  registerHelpers(fastify, opts, rooms)
+  // HTTP requests: sockets tied to the session id they opened with, changes synced, and the helpers.
+  const release = bindSessionsToSockets(fastify, opts, cluster, lifecycle)
+  decorateHelpers(fastify, opts, { rooms, cluster, store, release })
 
   done()
 }

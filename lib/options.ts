@@ -3,16 +3,9 @@ import { InvalidOptionError } from './errors'
 import { assertOrigins } from './origin'
 
 /** The options with their defaults applied: what the rest of the plugin reads. */
-export interface ResolvedOptions extends Omit<Options, 'cookieName' | 'cookiePrefix' | 'sessionRoom' | 'reloadOnEvent' | 'autoSave' | 'validateInterval' | 'keepAlive' | 'createSession'> {
-  cookieName: string
-  cookiePrefix: string
-  sessionRoom: (sessionId: string) => string
-  reloadOnEvent: boolean
-  autoSave: boolean
-  validateInterval: number
-  keepAlive: boolean
-  createSession: boolean
-}
+type Defaulted = 'cookieName' | 'cookiePrefix' | 'sessionRoom' | 'reloadOnEvent' | 'autoSave' | 'validateInterval'
+  | 'keepAlive' | 'createSession' | 'syncSessions' | 'endEvent' | 'ackTimeout' | 'maxPendingEvents'
+export type ResolvedOptions = Omit<Options, Defaulted> & Required<Pick<Options, Defaulted>>
 
 type Check = (value: unknown) => boolean
 
@@ -21,6 +14,10 @@ const isBoolean: Check = (v) => typeof v === 'boolean'
 const isFunction: Check = (v) => typeof v === 'function'
 const isObject: Check = (v) => typeof v === 'object' && v !== null && !Array.isArray(v)
 const isStringArray: Check = (v) => Array.isArray(v) && v.every(isString)
+const isWholeNumber = (min: number): Check => (v) => Number.isInteger(v) && (v as number) >= min && (v as number) <= 2 ** 31 - 1
+
+/** Event names Socket.IO reserves: emitting one throws. */
+const reservedEvents = new Set(['connect', 'connect_error', 'disconnect', 'disconnecting', 'newListener', 'removeListener'])
 
 /** Each option: how to check it, and what the error says it must be. */
 const schema: Record<keyof Options, [Check, string]> = {
@@ -41,10 +38,7 @@ const schema: Record<keyof Options, [Check, string]> = {
   userRoom: [isFunction, 'must be a function (session, socket) => string | undefined'],
   reloadOnEvent: [isBoolean, 'must be a boolean'],
   autoSave: [isBoolean, 'must be a boolean'],
-  validateInterval: [
-    (v) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 2 ** 31 - 1,
-    'must be a whole number of milliseconds (0 disables)'
-  ],
+  validateInterval: [isWholeNumber(0), 'must be a whole number of milliseconds (0 disables)'],
   keepAlive: [isBoolean, 'must be a boolean'],
   createSession: [isBoolean, 'must be a boolean'],
   cookie: [isObject, 'must be an object of @fastify/session cookie options'],
@@ -52,7 +46,14 @@ const schema: Record<keyof Options, [Check, string]> = {
   passport: [
     (v) => isObject(v) && isString((v as { key?: unknown }).key) && isFunction((v as { deserializeUser?: unknown }).deserializeUser),
     'must be a @fastify/passport Authenticator'
-  ]
+  ],
+  syncSessions: [isBoolean, 'must be a boolean'],
+  endEvent: [
+    (v) => v === false || (isString(v) && v !== '' && !reservedEvents.has(v as string)),
+    `must be an event name (not one Socket.IO reserves: ${[...reservedEvents].join(', ')}) or false`
+  ],
+  ackTimeout: [isWholeNumber(1), 'must be a whole number of milliseconds, at least 1'],
+  maxPendingEvents: [isWholeNumber(1), 'must be a whole number, at least 1']
 }
 
 /** Options Fastify's `register()` itself understands, passed through to every plugin. */
@@ -85,6 +86,10 @@ export function resolveOptions (options: Options | undefined): ResolvedOptions {
     autoSave: given.autoSave ?? true,
     validateInterval: given.validateInterval ?? 30_000,
     keepAlive: given.keepAlive ?? true,
-    createSession: given.createSession ?? false
+    createSession: given.createSession ?? false,
+    syncSessions: given.syncSessions ?? true,
+    endEvent: given.endEvent ?? 'session:end',
+    ackTimeout: given.ackTimeout ?? 5000,
+    maxPendingEvents: given.maxPendingEvents ?? 128
   }
 }

@@ -10,8 +10,9 @@ import type { PassportAuthenticator, SessionSocket } from '../types/index'
 export function createPassportUser (passport: PassportAuthenticator): (socket: SessionSocket, session: FastifySessionObject) => Promise<void> {
   return async function deserializePassportUser (socket, session) {
     const stored = (session as unknown as Record<string, unknown>)[passport.key]
-    if (stored === undefined || stored === null) return
-    const user = await passport.deserializeUser(stored, socket.request)
-    if (user !== false && user !== null && user !== undefined) socket.request.user = user
+    const user = stored === undefined || stored === null ? undefined : await passport.deserializeUser(stored, socket.request)
+    const found = user !== false && user !== null ? user : undefined
+    // Run again when the session changes: a user who logged out leaves no user behind.
+    if (found !== undefined || socket.request.user !== undefined) socket.request.user = found
   }
 }

@@ -1,38 +1,64 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { SessionEndReason, SessionServer } from '../types/index'
+import type { SessionEndReason, SessionSocket, SocketEndReason } from '../types/index'
 import type { ResolvedOptions } from './options'
-
-/** Ends, on this node, the sockets of a session that was destroyed or has expired. */
-export type EndSession = (sessionId: string, reason: SessionEndReason) => void
+import type { SessionRooms } from './rooms'
 
 /**
- * Closes the transports of the session's sockets on this node, in every namespace: clients see a
- * transport close (not 'io server disconnect'), so they reconnect, and their new handshake goes
- * through the session parser and `authorize` again. `onSessionEnd` is called once per session: a
- * session whose sockets are already closing has nothing left to end.
+ * How sockets are ended. 'disconnect': the client sees 'io server disconnect' and does not reconnect
+ * by itself (logout, login, an explicit disconnect, a refused re-authorization). 'close': the
+ * transport is closed, the client sees 'transport close' and reconnects, and its new handshake goes
+ * through the session parser and `authorize` again (a session found destroyed or expired).
  */
-export function createSessionEnd (io: SessionServer, opts: ResolvedOptions, log: FastifyBaseLogger): EndSession {
-  const { sessionRoom, onSessionEnd } = opts
-  return function endSession (sessionId, reason) {
-    const room = sessionRoom(sessionId)
-    let closed = 0
-    for (const nsp of io._nsps.values()) {
-      const members = nsp.adapter.rooms.get(room)
-      if (members === undefined) continue
-      for (const socketId of members) {
-        const conn = nsp.sockets.get(socketId)?.conn
-        if (conn?.readyState === 'open') {
-          conn.close()
-          closed++
+export type EndKind = 'disconnect' | 'close'
+
+export interface SocketEnder {
+  /** Ends this node's sockets of the session, in every namespace; returns how many. */
+  endSession (sessionId: string, reason: SocketEndReason | string, kind: EndKind): number
+  /** Ends one socket (its own namespace only): 'io server disconnect'. */
+  endSocket (socket: SessionSocket, reason: SocketEndReason): void
+}
+
+/** The reasons for which a session itself ended, which `onSessionEnd` hears of. */
+const sessionEnds = new Set<string>(['logout', 'regenerated', 'destroyed', 'expired'] satisfies SessionEndReason[])
+
+/**
+ * Ends sockets on this node for a session reason: each socket first gets the end event (`endEvent`,
+ * with `{ reason }`), which the client receives before its 'disconnect', then is disconnected.
+ * `onSessionEnd` is called once per session and node, when a session that ended had sockets here.
+ */
+export function createSocketEnder (rooms: SessionRooms, opts: ResolvedOptions, log: FastifyBaseLogger): SocketEnder {
+  const { endEvent, onSessionEnd } = opts
+
+  function tell (socket: SessionSocket, reason: string): void {
+    if (endEvent !== false) socket.emit(endEvent, { reason })
+  }
+
+  return {
+    endSession (sessionId, reason, kind) {
+      const sockets = rooms.localSockets(sessionId).filter((socket) => socket.connected && socket.conn.readyState === 'open')
+      if (sockets.length === 0) return 0
+      for (const socket of sockets) tell(socket, reason)
+      // Closing the connection also disconnects the client's other namespaces, and leaves no engine.io
+      // connection behind whose handshake session is stale.
+      for (const socket of sockets) {
+        if (kind === 'close') socket.conn.close()
+        else socket.disconnect(true)
+      }
+      log.info({ reason, sockets: sockets.length }, 'socket.io session: sockets ended')
+      if (onSessionEnd !== undefined && sessionEnds.has(reason)) {
+        try {
+          onSessionEnd(sessionId, reason as SessionEndReason)
+        } catch (err) {
+          log.error({ err }, 'onSessionEnd threw')
         }
       }
-    }
-    if (closed === 0) return
-    log.info({ reason, sockets: closed }, 'socket.io session ended: its sockets were closed')
-    try {
-      onSessionEnd?.(sessionId, reason)
-    } catch (err) {
-      log.error({ err }, 'onSessionEnd threw')
+      return sockets.length
+    },
+
+    endSocket (socket, reason) {
+      if (!socket.connected) return
+      tell(socket, reason)
+      socket.disconnect()
     }
   }
 }

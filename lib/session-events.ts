@@ -1,9 +1,10 @@
 import { EventEmitter } from 'node:events'
 import type { FastifyBaseLogger } from 'fastify'
 import type { SessionSocket } from '../types/index'
-import type { EndSession } from './session-end'
+import type { SocketEnder } from './session-end'
 import type { SessionQueue } from './session-queue'
 import { changesSince, snapshot } from './session-changes'
+import type { LoseSession, SessionRefresh } from './session-refresh'
 import type { SessionStoreAccess } from './session-store'
 import { isStoredSession, markStoredSession } from './handshake'
 
@@ -15,12 +16,24 @@ const emitterOnce = EventEmitter.prototype.once
 /** Socket events that are the socket's own life, not messages: their listeners are left alone. */
 const lifeEvents = new Set(['disconnect', 'disconnecting', 'error', 'newListener', 'removeListener'])
 
+/** How many of a socket's events wait for their turn in its session's queue. */
+const kWaiting = Symbol('fastify-socket.io-session.waitingEvents')
+
+interface HookedSocket extends SessionSocket {
+  [kWaiting]: number
+}
+
 interface EventHookOptions {
   reloadOnEvent: boolean
   autoSave: boolean
+  maxPendingEvents: number
   queue: SessionQueue
   store: SessionStoreAccess
-  endSession: EndSession
+  refresh: SessionRefresh
+  /** Called after a socket's save changed the session (the other nodes' sockets sync), if they sync. */
+  saved: ((sessionId: string, written: object) => Promise<void>) | undefined
+  lose: LoseSession
+  ender: SocketEnder
   log: FastifyBaseLogger
 }
 
@@ -29,12 +42,18 @@ interface EventHookOptions {
  * (`reloadOnEvent`), run the handler (synchronous, async, or with an acknowledgement, which is sent
  * once the session is saved), then save what the handler changed (`autoSave`), merged into what the
  * store holds now. A session found destroyed or expired instead ends its sockets; the event is dropped.
+ * What a reload or a save brings is applied to the session's other sockets on this node, which are
+ * re-authorized (session-refresh).
+ *
+ * A socket may have `maxPendingEvents` events waiting for their turn: one more, and it is
+ * disconnected ('overloaded'), so that a client that sends faster than its events complete cannot
+ * make memory grow without bound.
  *
  * The handlers are wrapped where they are added, with the socket's `on` and `once`: Socket.IO tells
  * nobody when an async handler completes, but its returned promise does.
  */
 export function createEventHooks (options: EventHookOptions): (socket: SessionSocket) => void {
-  const { reloadOnEvent, autoSave, queue, store, endSession, log } = options
+  const { reloadOnEvent, autoSave, maxPendingEvents, queue, store, refresh, saved, lose, ender, log } = options
 
   async function reload (socket: SessionSocket): Promise<boolean> {
     const request = socket.request
@@ -43,15 +62,16 @@ export function createEventHooks (options: EventHookOptions): (socket: SessionSo
     const fresh = request.session
     const storedExpiry = (fresh.cookie as { originalExpires?: Date }).originalExpires
     if (storedExpiry !== undefined && storedExpiry.getTime() <= Date.now()) {
-      endSession(sessionId, 'expired')
+      lose(sessionId, 'expired')
       return false
     }
     // @fastify/session reloads a destroyed session as an empty one: only an empty one needs a check.
     if (Object.keys(fresh).length <= 1 && await store.get(sessionId) === null) {
-      endSession(sessionId, 'destroyed')
+      lose(sessionId, 'destroyed')
       return false
     }
-    return true
+    await refresh.apply(sessionId, fresh)
+    return socket.connected // still authorized
   }
 
   async function save (socket: SessionSocket, before: Map<string, string>): Promise<void> {
@@ -63,13 +83,15 @@ export function createEventHooks (options: EventHookOptions): (socket: SessionSo
     if (!isStoredSession(request)) {
       await session.save() // a new session's first write: there is nothing to merge with
       markStoredSession(request)
-    } else if (!await store.merge(session.sessionId, changes)) {
-      endSession(session.sessionId, 'destroyed') // never written back: no resurrection
+      return
     }
+    const written = await store.merge(session.sessionId, changes)
+    if (written === null) return lose(session.sessionId, 'destroyed') // never written back: no resurrection
+    await saved?.(session.sessionId, written)
   }
 
   async function handle (socket: SessionSocket, listener: Listener, self: unknown, args: unknown[]): Promise<void> {
-    if (socket.conn.readyState !== 'open') return // its session ended while the event waited
+    if (!socket.connected || socket.conn.readyState !== 'open') return // its session ended while the event waited
     if (reloadOnEvent && isStoredSession(socket.request) && !await reload(socket)) return
     const before = autoSave ? snapshot(socket.request.session) : undefined
     const ack = deferAck(args)
@@ -78,11 +100,16 @@ export function createEventHooks (options: EventHookOptions): (socket: SessionSo
     ack.flush()
   }
 
-  function wrap (socket: SessionSocket, listener: Listener): Listener {
+  function wrap (socket: HookedSocket, listener: Listener): Listener {
     const wrapped = function (this: unknown, ...args: unknown[]): void {
       const sessionId = socket.request.session?.sessionId
       if (sessionId === undefined) return listener.apply(this, args) as void // no session left to manage
-      queue.run(sessionId, () => handle(socket, listener, this, args)).catch((err: unknown) => {
+      if (socket[kWaiting] >= maxPendingEvents) return overloaded(socket)
+      socket[kWaiting]++
+      queue.run(sessionId, () => {
+        socket[kWaiting]--
+        return handle(socket, listener, this, args)
+      }).catch((err: unknown) => {
         log.error({ err, namespace: socket.nsp.name, socketId: socket.id }, 'socket.io event handler failed')
       })
     }
@@ -90,15 +117,22 @@ export function createEventHooks (options: EventHookOptions): (socket: SessionSo
     return Object.assign(wrapped, { listener })
   }
 
-  // Shared by every socket (a method, not a closure per socket): only two properties per socket.
-  function on (this: SessionSocket, event: string, listener: Listener): SessionSocket {
+  function overloaded (socket: HookedSocket): void {
+    if (!socket.connected) return
+    log.warn({ namespace: socket.nsp.name, socketId: socket.id, waiting: socket[kWaiting] }, 'socket.io session: too many events waiting, socket disconnected')
+    ender.endSocket(socket, 'overloaded')
+  }
+
+  // Shared by every socket (a method, not a closure per socket): only three properties per socket.
+  function on (this: HookedSocket, event: string, listener: Listener): SessionSocket {
     return emitterOn.call(this, event, lifeEvents.has(event) ? listener : wrap(this, listener)) as SessionSocket
   }
-  function once (this: SessionSocket, event: string, listener: Listener): SessionSocket {
+  function once (this: HookedSocket, event: string, listener: Listener): SessionSocket {
     return emitterOnce.call(this, event, lifeEvents.has(event) ? listener : wrap(this, listener)) as SessionSocket
   }
 
   return function hookEvents (socket) {
+    (socket as HookedSocket)[kWaiting] = 0
     socket.on = on as typeof socket.on
     socket.once = once as typeof socket.once
   }

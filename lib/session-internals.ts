@@ -1,4 +1,5 @@
 import type { FastifySessionObject, SessionStore } from '@fastify/session'
+import type { FastifyInstance } from 'fastify'
 
 /*
  * What this plugin needs of @fastify/session that it does not expose: the symbols its Session objects
@@ -36,4 +37,31 @@ export function compactCookieOptions (session: FastifySessionObject): void {
   if (key === undefined) return
   const holder = session as unknown as Record<symbol, object>
   holder[key] = { ...holder[key] }
+}
+
+/**
+ * A version of the session's fields as last loaded or saved: @fastify/session keeps a hash of them
+ * (without the cookie) under the 'persistedHash' symbol, renewed on each save. Two different values
+ * before and after a request mean the request saved a change of the fields (not only of the cookie,
+ * as a rolling session does). Undefined if this @fastify/session keeps no such hash.
+ */
+export function savedVersionOf (session: FastifySessionObject): string | undefined {
+  const key = privateKey(session, 'persistedHash')
+  const version = key === undefined ? undefined : (session as unknown as Record<symbol, unknown>)[key]
+  return typeof version === 'string' ? version : undefined
+}
+
+/**
+ * The store behind @fastify/session before any socket or request has brought a session: a cookie
+ * value that does not verify makes `decryptSession` build a fresh session at once, without the store,
+ * and that session carries the store.
+ */
+export function findSessionStore (decryptSession: FastifyInstance['decryptSession']): SessionStore | undefined {
+  const request: { headers: object, session?: FastifySessionObject } = { headers: {} }
+  try {
+    decryptSession('', request, () => {})
+  } catch {
+    return undefined // a custom idGenerator that needs a real request
+  }
+  return request.session == null ? undefined : sessionStoreOf(request.session)
 }

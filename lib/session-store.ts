@@ -1,4 +1,5 @@
 import type { FastifySessionObject, SessionStore } from '@fastify/session'
+import type { FastifyBaseLogger } from 'fastify'
 import { sessionStoreOf } from './session-internals'
 
 /** Session data as a store holds it: the session's fields and its `cookie` (with the stored `expires`). */
@@ -25,10 +26,18 @@ export type Changes = Map<string, unknown>
 export class SessionStoreAccess {
   private store: SessionStore | undefined
 
+  /** `log` receives a warning for data the store returns that is not a session (treated as none). */
+  constructor (private readonly log?: FastifyBaseLogger) {}
+
   /** Finds the store from a session object (once); false if this @fastify/session hides it elsewhere. */
   attach (session: FastifySessionObject): boolean {
     this.store ??= sessionStoreOf(session)
     return this.store !== undefined
+  }
+
+  /** Uses the store found by other means (session-internals' findSessionStore), if any. */
+  use (store: SessionStore | undefined): void {
+    this.store ??= store
   }
 
   get ready (): boolean {
@@ -38,7 +47,7 @@ export class SessionStoreAccess {
   async get (sessionId: string): Promise<SessionData | null> {
     const store = this.requireStore()
     return await new Promise((resolve, reject) => {
-      store.get(sessionId, (err, data) => { err == null ? resolve((data ?? null) as SessionData | null) : reject(err) })
+      store.get(sessionId, (err, data) => { err == null ? resolve(this.sessionData(data)) : reject(err) })
     })
   }
 
@@ -58,19 +67,19 @@ export class SessionStoreAccess {
 
   /**
    * Writes a socket's changes over what the store holds now, leaving every other field (and the
-   * cookie) as it is there. Returns false, writing nothing, if the session is no longer in the store:
-   * a socket never brings back a session that was destroyed.
+   * cookie) as it is there, and returns what it wrote. Returns null, writing nothing, if the session is
+   * no longer in the store: a socket never brings back a session that was destroyed.
    */
-  async merge (sessionId: string, changes: Changes): Promise<boolean> {
+  async merge (sessionId: string, changes: Changes): Promise<SessionData | null> {
     const current = await this.get(sessionId)
-    if (current === null) return false
+    if (current === null) return null
     const next = copyFields(current)
     for (const [key, value] of changes) {
       if (value === DELETED) delete next[key]
-      else next[key] = value
+      else setField(next, key, value)
     }
     await this.set(sessionId, next)
-    return true
+    return next
   }
 
   /** Writes the session back with its expiry moved to now + maxAge: the data just read, nothing else. */
@@ -78,6 +87,14 @@ export class SessionStoreAccess {
     const next = copyFields(current)
     next.cookie = { ...cookieJson(current.cookie), expires: new Date(now + maxAge) }
     await this.set(sessionId, next)
+  }
+
+  /** What the store returned, or null for nothing or for data that is not a session (logged). */
+  private sessionData (data: unknown): SessionData | null {
+    if (data === undefined || data === null) return null
+    if (isSessionData(data)) return data
+    this.log?.warn({ type: Array.isArray(data) ? 'array' : typeof data }, 'socket.io session: the store returned data that is not a session (no cookie object); treated as no session')
+    return null
   }
 
   private requireStore (): SessionStore {
@@ -101,13 +118,78 @@ export function storedMaxAge (data: SessionData): number | undefined {
 }
 
 function cookieJson (cookie: StoredCookie | undefined): Record<string, unknown> {
-  if (cookie === undefined) return {}
+  if (typeof cookie !== 'object' || cookie === null) return {}
   return typeof cookie.toJSON === 'function' ? cookie.toJSON() : { ...cookie }
 }
 
 /** The string-keyed fields of stored data (not the symbols a memory store's Session object carries). */
 function copyFields (data: SessionData): SessionData {
   const copy: SessionData = {}
-  for (const key of Object.keys(data)) copy[key] = data[key]
+  for (const key of Object.keys(data)) setField(copy, key, data[key])
   return copy
+}
+
+/** Sets a field as an own property, whatever its name: `copy['__proto__'] = x` would replace copy's prototype. */
+function setField (target: SessionData, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true })
+}
+
+/**
+ * Whether data a store returned can be a session: an object (not an array) with a cookie object whose
+ * `expires`, if any, is a date. @fastify/session would make a session of anything else too (the
+ * characters of a string as fields, an unparsable expiry as no expiry at all): this plugin treats it as
+ * no session.
+ */
+export function isSessionData (data: unknown): data is SessionData {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return false
+  const cookie: unknown = (data as SessionData).cookie
+  if (typeof cookie !== 'object' || cookie === null || Array.isArray(cookie)) return false
+  const expires = (cookie as StoredCookie).expires
+  return expires === undefined || expires === null || !Number.isNaN(new Date(expires).getTime())
+}
+
+const readGuards = new WeakMap<SessionStore, { check: (() => void) | undefined }>()
+
+/**
+ * Lets the handshake see what the store returns to @fastify/session's `decryptSession` (which calls
+ * `store.get` synchronously): the store's `get` is wrapped once, and checks the data only for a read
+ * started inside `guarded(onMalformed, load)`; every other read (HTTP requests) goes through as it is.
+ * Data that is not a session is handed on as null, so `decryptSession` makes a fresh session of it.
+ * Returns undefined for a store whose `get` cannot be wrapped (the load then runs unchecked).
+ */
+export function guardStoreReads (store: SessionStore | undefined): ((onMalformed: () => void, load: () => void) => void) | undefined {
+  if (store === undefined) return undefined
+  let guard = readGuards.get(store)
+  if (guard === undefined) {
+    const state: { check: (() => void) | undefined } = { check: undefined }
+    const get = store.get
+    try {
+      store.get = function guardedGet (this: SessionStore, sessionId, callback) {
+        const onMalformed = state.check
+        if (onMalformed === undefined) return get.call(this, sessionId, callback)
+        state.check = undefined // the handshake's own read only
+        get.call(this, sessionId, (err, data) => {
+          if (err == null && data !== undefined && data !== null && !isSessionData(data)) {
+            onMalformed()
+            callback(null, null)
+          } else {
+            callback(err, data)
+          }
+        })
+      }
+    } catch {
+      return undefined // a frozen store
+    }
+    guard = state
+    readGuards.set(store, guard)
+  }
+  const state = guard
+  return function guarded (onMalformed, load) {
+    state.check = onMalformed
+    try {
+      load()
+    } finally {
+      state.check = undefined
+    }
+  }
 }

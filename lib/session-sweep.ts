@@ -1,10 +1,11 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
 import type { SessionServer } from '../types/index'
-import type { EndSession } from './session-end'
 import type { SessionQueue } from './session-queue'
+import { loadedExpiryOf, type SessionRefresh } from './session-refresh'
 import { storedExpiry, storedMaxAge, type SessionStoreAccess } from './session-store'
 import { isStoredSession } from './handshake'
+import { namespacesOf } from './socketio-internals'
 
 interface SweepOptions {
   io: SessionServer
@@ -12,7 +13,7 @@ interface SweepOptions {
   keepAlive: boolean
   queue: SessionQueue
   store: SessionStoreAccess
-  endSession: EndSession
+  refresh: SessionRefresh
   log: FastifyBaseLogger
 }
 
@@ -27,13 +28,14 @@ const SOCKETS_PER_TICK = 1000
 /**
  * Every `interval`, this node checks the sessions of its own connected sockets against the store:
  * one read per distinct session (never one per socket), in batches that yield to the event loop.
- * A session that was destroyed or has expired ends its sockets here; with `keepAlive`, one that is
+ * A session that was destroyed or has expired ends its sockets here; one that is alive is applied to
+ * its sockets, which are re-authorized (session-refresh); with `keepAlive`, one that is
  * alive and has used half its maxAge gets its stored expiry (the `cookie.expires` @fastify/session
  * checks on load) moved to now + maxAge, written from the data just read. An unreachable store ends
  * nobody: the sweep logs and tries again at the next interval.
  */
 export function createSweep (options: SweepOptions): { start: () => void, stop: () => void } {
-  const { io, interval, keepAlive, queue, store, endSession, log } = options
+  const { io, interval, keepAlive, queue, store, refresh, log } = options
   const timeout = Math.max(interval, 5000)
   let timer: NodeJS.Timeout | undefined
   let running = false
@@ -45,32 +47,24 @@ export function createSweep (options: SweepOptions): { start: () => void, stop: 
   async function connectedSessions (): Promise<Map<string, number | undefined>> {
     const sessions = new Map<string, number | undefined>()
     let seen = 0
-    for (const nsp of io._nsps.values()) {
+    for (const nsp of namespacesOf(io)) {
       for (const socket of nsp.sockets.values()) {
         if (++seen % SOCKETS_PER_TICK === 0) await yieldToEventLoop()
         if (socket.disconnected) continue // closed while the sweep yielded
         const request = socket.request
         const session = request.session
         if (session == null || !isStoredSession(request) || sessions.has(session.sessionId)) continue
-        sessions.set(session.sessionId, (session.cookie as { originalExpires?: Date }).originalExpires?.getTime())
+        sessions.set(session.sessionId, loadedExpiryOf(socket))
       }
     }
     return sessions
   }
 
   async function check (sessionId: string, knownExpiry: number | undefined): Promise<void> {
-    const data = await store.get(sessionId)
+    const data = await refresh.check(sessionId, knownExpiry)
+    if (data === null || !keepAlive) return
     const now = Date.now()
-    if (data === null) {
-      // Gone from the store: a store with TTLs drops expired sessions itself.
-      return endSession(sessionId, knownExpiry !== undefined && knownExpiry <= now ? 'expired' : 'destroyed')
-    }
     const expiry = storedExpiry(data)
-    if (expiry !== undefined && expiry <= now) {
-      await store.destroy(sessionId)
-      return endSession(sessionId, 'expired')
-    }
-    if (!keepAlive) return
     // Renewed once it has less than half its maxAge left (and never less than two checks' worth): a
     // connected user never expires, and a session is written once per half maxAge, not at every check.
     const maxAge = storedMaxAge(data)

@@ -85,7 +85,7 @@ t.test('autoSave: false saves nothing', async (t) => {
 })
 
 t.test('no clobbering: a socket\'s save keeps the fields an HTTP request wrote meanwhile', async (t) => {
-  const server = await setup(t)
+  const server = await setup(t, { syncSessions: false }) // with sync, the socket would see the write at once
   const cookie = await login(server.url)
   const socket = await connect(t, server.url, { cookie })
   // HTTP writes `note` after the socket loaded its (now stale) copy of the session.

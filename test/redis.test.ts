@@ -141,12 +141,12 @@ t.test('two nodes sharing one Redis (connect-redis store, Redis adapter)', { ski
   })
 })
 
-t.test('a dynamic namespace child that only B has: the logout on A reaches it at B\'s next sweep', { skip: skipWithoutRedis }, async (t) => {
-  // Socket.IO broadcasts reach a namespace on the nodes that have it; a dynamic namespace's child exists
-  // only where a client connected to it, so A's logout cannot name it. B's sweep finds the session gone.
+t.test('a dynamic namespace child that only B has: the logout on A reaches it at once', { skip: skipWithoutRedis }, async (t) => {
+  // A dynamic namespace's child exists only where a client connected to it, so A cannot name it: each
+  // node ends the session's sockets in all of its own namespaces when A tells it to.
   const redis = await startRedis(t)
   const a = await startRedisNode(t, redis, { userRoom, validateInterval: 0 })
-  const b = await startRedisNode(t, redis, { userRoom, validateInterval: 50 })
+  const b = await startRedisNode(t, redis, { userRoom, validateInterval: 0 }) // no sweep: B acts on A's message
   serve(a, 'A')
   serve(b, 'B')
   await adapterReady(a, ['/'], 2)
@@ -154,26 +154,30 @@ t.test('a dynamic namespace child that only B has: the logout on A reaches it at
   const socket = await connect(t, b.url, { cookie, namespace: '/dynamic-room1' })
   t.same((await socket.emitWithAck('whoami') as Seen).user, { id: 'id-Ada', name: 'Ada' }, 'connected on B')
   t.notOk(a.app.io._nsps.has('/dynamic-room1'), 'A has no such namespace: no client connected to it there')
+  const ended = once<{ reason: string }>(socket, 'session:end', 2000)
   const reason = once<string>(socket, 'disconnect', 2000)
   await logout(a.url, cookie)
-  t.equal(await reason, 'transport close', 'closed by B\'s sweep, so that it handshakes again')
+  t.same(await ended, { reason: 'logout' }, 'told why')
+  t.equal(await reason, 'io server disconnect', 'ended by B at A\'s request')
 })
 
-t.test('each node\'s expiry sweep ends its own sockets only', { skip: skipWithoutRedis }, async (t) => {
+t.test('a session one node\'s sweep finds gone is ended on every node at once', { skip: skipWithoutRedis }, async (t) => {
   const redis = await startRedis(t)
   const ended: string[] = []
   const a = await startRedisNode(t, redis, { validateInterval: 50, onSessionEnd: (_id, reason) => { ended.push(`A:${reason}`) } })
-  const b = await startRedisNode(t, redis, { validateInterval: 0 }) // B does not sweep
+  const b = await startRedisNode(t, redis, { validateInterval: 0, onSessionEnd: (_id, reason) => { ended.push(`B:${reason}`) } }) // B does not sweep
   serve(a, 'A')
   serve(b, 'B')
+  await adapterReady(a, ['/'], 2)
   const cookie = await login(a.url, 'Ada')
   const sessionId = await sessionIdOf(a.url, cookie)
   const sockets = { A: await connect(t, a.url, { cookie, namespace: '/chat' }), B: await connect(t, b.url, { cookie, namespace: '/chat' }) }
-  const reasonA = once<string>(sockets.A, 'disconnect', 2000)
+  const reasons = Promise.all([once<string>(sockets.A, 'disconnect', 2000), once<string>(sockets.B, 'disconnect', 2000)])
+  const told = Promise.all([once(sockets.A, 'session:end', 2000), once(sockets.B, 'session:end', 2000)])
 
   await a.pubClient.del(`sess:${sessionId}`) // the session vanishes from Redis, without any logout
-  t.equal(await reasonA, 'transport close', 'A\'s sweep closes A\'s socket, which may reconnect and be handshaken again')
+  t.same(await reasons, ['transport close', 'transport close'], 'A\'s sweep closes the sockets on A and on B, which may reconnect and be handshaken again')
+  t.same(await told, [{ reason: 'destroyed' }, { reason: 'destroyed' }], 'both told why')
   await sleep(200) // four more sweeps on A
-  t.ok(sockets.B.connected, 'B\'s socket is B\'s to check: A\'s sweep does not reach it')
-  t.same(ended, ['A:destroyed'], 'onSessionEnd on A, once')
+  t.same(ended.sort(), ['A:destroyed', 'B:destroyed'], 'onSessionEnd on each node, once')
 })

@@ -14,22 +14,35 @@ declare module 'fastify' {
      */
     io: fastifySocketIoSession.SessionServer
 
-    /** Disconnects every socket of the session, in every namespace, on every node. */
-    disconnectSession (sessionId: string): Promise<void>
+    /**
+     * Disconnects every socket of the session, in every namespace, on every node, leaving the session as
+     * it is; the clients get the end event with `reason` (default 'disconnected'). Resolves once every
+     * node has acknowledged, or after `ackTimeout`.
+     */
+    disconnectSession (sessionId: string, reason?: string): Promise<fastifySocketIoSession.SessionEndResult>
+
+    /**
+     * Destroys the session in the store and ends its sockets on every node (reason 'logout'): for admin
+     * tools, password changes, or a socket handler that logs its user out.
+     */
+    logoutSession (sessionId: string): Promise<fastifySocketIoSession.SessionEndResult>
 
     /** The session's sockets in every namespace, on every node (like `fetchSockets()`). */
     sessionSockets (sessionId: string): Promise<fastifySocketIoSession.SessionRemoteSocket[]>
   }
 
   interface FastifyReply {
-    /** Destroys the session, clears its cookie and disconnects every socket of the session. */
-    logout (): Promise<void>
+    /** Destroys the session, clears its cookie and ends every socket of the session on every node (reason 'logout'). */
+    logout (): Promise<fastifySocketIoSession.SessionEndResult>
 
-    /** Regenerates the session id (keeping the fields named in `keep`) and disconnects the sockets of the old id. */
-    regenerateSession (keep?: string[]): Promise<void>
+    /**
+     * Regenerates the session id (keeping the fields named in `keep`) and ends the sockets of the old id
+     * on every node (reason 'regenerated').
+     */
+    regenerateSession (keep?: string[]): Promise<fastifySocketIoSession.SessionEndResult>
 
-    /** Disconnects the sockets of the current session, leaving the session as it is. */
-    disconnectSessionSockets (): Promise<void>
+    /** Disconnects the sockets of the current session on every node, leaving the session as it is (default reason 'disconnected'). */
+    disconnectSessionSockets (reason?: string): Promise<fastifySocketIoSession.SessionEndResult>
   }
 
   /**
@@ -65,7 +78,39 @@ declare namespace fastifySocketIoSession {
   export type SessionSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>
   export type SessionRemoteSocket = RemoteSocket<ServerToClientEvents, SocketData>
 
-  export type SessionEndReason = 'destroyed' | 'expired'
+  /** Why a session ended: what `onSessionEnd` receives. */
+  export type SessionEndReason = 'logout' | 'regenerated' | 'destroyed' | 'expired'
+
+  /**
+   * Why the plugin disconnected a socket: what the end event carries. A session that ended, a socket
+   * whose session no longer passes `authorize`, a socket with too many events waiting, or the reason
+   * given to `disconnectSession()` / `disconnectSessionSockets()` ('disconnected' by default).
+   */
+  export type SocketEndReason = SessionEndReason | 'unauthorized' | 'overloaded' | 'disconnected'
+
+  /** The argument of the end event (`endEvent`, default 'session:end'). */
+  export interface SessionEndPayload {
+    reason: SocketEndReason | (string & Record<never, never>)
+  }
+
+  /**
+   * The end event, for a typed client: `io() as Socket<SessionEndEvents & MyServerEvents>`, then
+   * `socket.on('session:end', ({ reason }) => ...)`. Declared for the default `endEvent` name.
+   */
+  export interface SessionEndEvents {
+    'session:end': (payload: SessionEndPayload) => void
+  }
+
+  /**
+   * What the helpers that end a session's sockets resolve to: the sockets ended on the nodes that
+   * answered, the nodes that answered (this one included), and the nodes that did not answer within
+   * `ackTimeout`.
+   */
+  export interface SessionEndResult {
+    sockets: number
+    nodes: number
+    unacknowledged: number
+  }
 
   /** What the `passport` option needs of a @fastify/passport Authenticator. */
   export interface PassportAuthenticator {
@@ -107,10 +152,31 @@ declare namespace fastifySocketIoSession {
     createSession?: boolean
     /** Cookie options of sessions created during a handshake; default those of @fastify/session. */
     cookie?: CookieOptions
-    /** Called once per session whose sockets the plugin disconnects because it ended. */
+    /**
+     * Called on each node, once per session, when the plugin ends that node's sockets of a session
+     * because the session ended ('logout', 'regenerated', 'destroyed', 'expired').
+     */
     onSessionEnd?: (sessionId: string, reason: SessionEndReason) => void
     /** A @fastify/passport Authenticator: its user is deserialized onto `socket.request.user`. */
     passport?: PassportAuthenticator
+    /**
+     * When an HTTP request or a socket's autoSave changes a session, every node holding sockets of it
+     * reloads it once, applies it to those sockets' `socket.request.session` and runs `authorize` and
+     * `userRoom` again. Default true.
+     */
+    syncSessions?: boolean
+    /**
+     * The event emitted to a socket, with `{ reason }`, just before the plugin disconnects it; false sends
+     * none. Default 'session:end'.
+     */
+    endEvent?: string | false
+    /** How long (ms) the helpers that end sockets wait for the other nodes to acknowledge. Default 5000. */
+    ackTimeout?: number
+    /**
+     * Events of one socket that may wait for their turn (events of a session run one at a time); one more
+     * disconnects the socket with reason 'overloaded'. Default 128.
+     */
+    maxPendingEvents?: number
   }
 
   /** Codes of the `err.data.code` a client receives with `connect_error`. */
