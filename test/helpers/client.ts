@@ -65,15 +65,21 @@ export const sleep = async (ms: number): Promise<void> => await new Promise((res
 
 export interface Handshake { status: number, upgraded: boolean, headers: IncomingHttpHeaders }
 
-/** A raw engine.io handshake with the given headers: on polling, a GET; on websocket, an upgrade. */
-export async function handshake (url: string, transport: 'polling' | 'websocket', headers: Record<string, string>): Promise<Handshake> {
+/**
+ * A raw engine.io handshake with the given headers: on polling, a GET; on websocket, an upgrade.
+ * A header given as an array is sent once per value; `query` is appended to the engine.io query as it
+ * is. Rejects if the server does not answer within `timeoutMs`.
+ */
+export async function handshake (url: string, transport: 'polling' | 'websocket', headers: Record<string, string | string[]>, query = '', timeoutMs = 5000): Promise<Handshake> {
   const websocket = transport === 'websocket'
   return await new Promise((resolve, reject) => {
-    const req = httpRequest(`${url}/socket.io/?EIO=4&transport=${transport}`, {
+    const req = httpRequest(`${url}/socket.io/?EIO=4&transport=${transport}${query}`, {
+      agent: false, // a connection of its own: a refused handshake's connection is not reused
       headers: websocket
         ? { ...headers, connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' }
         : headers
     })
+    req.setTimeout(timeoutMs, () => { req.destroy(new Error(`no answer to the ${transport} handshake within ${timeoutMs} ms`)) })
     req.on('upgrade', (res, socket) => { socket.destroy(); resolve({ status: res.statusCode ?? 0, upgraded: true, headers: res.headers }) })
     req.on('response', (res) => { res.resume(); resolve({ status: res.statusCode ?? 0, upgraded: false, headers: res.headers }) })
     req.on('error', reject)
