@@ -140,7 +140,8 @@ t.test('a fresh session (not stored yet) given what the store cannot hold is not
 
 /** A header value as Node's HTTP client sends it: the UTF-8 bytes of any text, as latin1, without control characters. */
 function asHeader (text: string): string {
-  return Buffer.from(text, 'utf8').toString('latin1').replace(/[\x00-\x08\x0a-\x1f\x7f]/g, '?')
+  const latin1 = Buffer.from(text, 'utf8').toString('latin1')
+  return Array.from(latin1, (c) => { const code = c.charCodeAt(0); return (code < 32 && code !== 9) || code === 127 ? '?' : c }).join('')
 }
 
 interface HandshakeCase {
