@@ -41,7 +41,7 @@ function plugin (fastify: FastifyInstance, options: FastifySocketIoSessionOption
     end: ender.endSession,
     sync: (sessionId) => lifecycle.sync(sessionId)
   })
-  const store = new SessionStoreAccess()
+  const store = new SessionStoreAccess(log)
   store.use(findSessionStore(fastify.decryptSession))
 
   // While sockets are connected their sessions stay in step with the store, and their authority with
