@@ -18,8 +18,18 @@ export interface RedisServer {
   port: number
   /** Stops the server (SIGTERM): clients see their connection closed. */
   stop (): Promise<void>
-  /** Stops the server if it runs, then starts it again, empty, on the same port. */
+  /**
+   * Stops the server if it runs, then starts it again on the same port: empty, or, with
+   * `persistence`, with what its append-only file holds.
+   */
   restart (): Promise<void>
+  /** Kills the server at once (SIGKILL), as a crash would: no shutdown, no final write. */
+  kill (): Promise<void>
+}
+
+export interface RedisOptions {
+  /** An append-only file written on every command (appendonly yes, appendfsync always): a crash loses nothing. */
+  persistence?: boolean
 }
 
 const installHint = 'redis-server is not on PATH (Debian: apt-get install redis-server)'
@@ -107,7 +117,7 @@ const sleep = async (ms: number): Promise<void> => await new Promise((resolve) =
  * Starts a `redis-server` on a free 127.0.0.1 port, stopped (and its directory removed) by the
  * test's teardown. Throws when `redis-server` is missing: guard the test with `skipWithoutRedis`.
  */
-export async function startRedis (t: Test): Promise<RedisServer> {
+export async function startRedis (t: Test, options: RedisOptions = {}): Promise<RedisServer> {
   if (!hasRedisServer()) throw new Error(`${installHint}; the Redis tests must run in CI`)
   const dir = mkdtempSync(join(tmpdir(), 'fastify-socket.io-session-redis-'))
   let port = await freePort()
@@ -117,7 +127,8 @@ export async function startRedis (t: Test): Promise<RedisServer> {
   process.once('exit', killOnExit)
 
   async function start (): Promise<void> {
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning']
+    const persistence = options.persistence === true ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--dir', dir, '--loglevel', 'warning']
     const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
     child = proc
     let output = ''
@@ -167,6 +178,15 @@ export async function startRedis (t: Test): Promise<RedisServer> {
     url: `redis://127.0.0.1:${port}`,
     port,
     stop,
+    async kill () {
+      const proc = child
+      child = undefined
+      if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return
+      await new Promise<void>((resolve) => {
+        proc.once('exit', () => resolve())
+        proc.kill('SIGKILL')
+      })
+    },
     async restart () {
       await stop()
       await start()
