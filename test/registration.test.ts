@@ -39,7 +39,15 @@ t.test('bad options fail at boot with an error that names the option', async (t)
     ['createSession', { createSession: 'true' }],
     ['cookie', { cookie: [] }],
     ['onSessionEnd', { onSessionEnd: {} }],
-    ['passport', { passport: {} }]
+    ['passport', { passport: {} }],
+    ['syncSessions', { syncSessions: 'yes' }],
+    ['endEvent', { endEvent: true }],
+    ['endEvent', { endEvent: '' }],
+    ['endEvent', { endEvent: 'disconnect' }],
+    ['ackTimeout', { ackTimeout: 0 }],
+    ['ackTimeout', { ackTimeout: 2.5 }],
+    ['maxPendingEvents', { maxPendingEvents: 0 }],
+    ['maxPendingEvents', { maxPendingEvents: Infinity }]
   ]
   for (const [name, options] of cases) {
     const app = Fastify()

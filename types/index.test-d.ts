@@ -3,7 +3,8 @@ import fastifyCookie from '@fastify/cookie'
 import fastifySession, { type FastifySessionObject } from '@fastify/session'
 import type { RemoteSocket, Server } from 'socket.io'
 import { expectAssignable, expectError, expectType } from 'tsd'
-import fastifySocketIoSession, { fastifySocketIoSession as named, type FastifySocketIoSessionOptions, type SessionSocket } from '..'
+import type { Socket as ClientSocket } from 'socket.io-client'
+import fastifySocketIoSession, { fastifySocketIoSession as named, type FastifySocketIoSessionOptions, type SessionEndEvents, type SessionEndResult, type SessionSocket, type SocketEndReason } from '..'
 
 declare module 'fastify' {
   interface Session { user?: { id: string, name: string } }
@@ -53,13 +54,17 @@ app.io.on('connection', (socket) => {
 
 // Decorators.
 expectAssignable<Server>(app.io)
-expectType<(sessionId: string) => Promise<void>>(app.disconnectSession)
+expectType<(sessionId: string, reason?: string) => Promise<SessionEndResult>>(app.disconnectSession)
+expectType<(sessionId: string) => Promise<SessionEndResult>>(app.logoutSession)
+expectType<number>((await app.logoutSession('id')).unacknowledged)
 expectType<Promise<RemoteSocket<any, any>[]>>(app.sessionSockets('id') as Promise<RemoteSocket<any, any>[]>)
 app.get('/helpers', async (_request, reply) => {
-  expectType<Promise<void>>(reply.logout())
-  expectType<Promise<void>>(reply.regenerateSession(['cart']))
-  expectType<Promise<void>>(reply.regenerateSession())
-  expectType<Promise<void>>(reply.disconnectSessionSockets())
+  expectType<Promise<SessionEndResult>>(reply.logout())
+  expectType<Promise<SessionEndResult>>(reply.regenerateSession(['cart']))
+  expectType<Promise<SessionEndResult>>(reply.regenerateSession())
+  expectType<Promise<SessionEndResult>>(reply.disconnectSessionSockets())
+  expectType<Promise<SessionEndResult>>(reply.disconnectSessionSockets('maintenance'))
+  expectError(reply.disconnectSessionSockets(42))
   expectError(reply.regenerateSession('cart'))
 })
 
@@ -79,7 +84,11 @@ const options: FastifySocketIoSessionOptions = {
   keepAlive: true,
   createSession: false,
   cookie: { sameSite: 'strict', secure: 'auto' },
-  onSessionEnd: (sessionId, reason) => { expectType<'destroyed' | 'expired'>(reason); expectType<string>(sessionId) }
+  onSessionEnd: (sessionId, reason) => { expectType<'logout' | 'regenerated' | 'destroyed' | 'expired'>(reason); expectType<string>(sessionId) },
+  syncSessions: true,
+  endEvent: 'session:end',
+  ackTimeout: 2000,
+  maxPendingEvents: 64
 }
 await app.register(fastifySocketIoSession, options)
 await app.register(fastifySocketIoSession, { allowedOrigins: ['https://app.example'], trustProxy: true })
@@ -90,6 +99,18 @@ expectError(app.register(fastifySocketIoSession, { authorize: 'yes' }))
 expectError(app.register(fastifySocketIoSession, { autorize: () => true }))
 expectError(app.register(fastifySocketIoSession, { allowedOrigins: 'https://app.example' }))
 expectError(app.register(fastifySocketIoSession, { onSessionEnd: (_id: string, reason: 'gone') => reason }))
+expectError(app.register(fastifySocketIoSession, { endEvent: true }))
+expectError(app.register(fastifySocketIoSession, { syncSessions: 'yes' }))
+await app.register(fastifySocketIoSession, { endEvent: false })
+
+// A typed client declares the end event.
+declare const client: ClientSocket<SessionEndEvents>
+client.on('session:end', ({ reason }) => {
+  expectAssignable<string>(reason)
+  expectAssignable<typeof reason>('unauthorized' as SocketEndReason)
+  expectAssignable<typeof reason>('banned')
+})
+expectError(client.on('session:end', (reason: number) => reason))
 
 // The plugin is usable on any Fastify instance type.
 export async function register (instance: FastifyInstance): Promise<void> {
