@@ -164,9 +164,11 @@ t.test('a Passport login (which regenerates the session) disconnects the sockets
     }
   }
   const reasons = sockets.map(({ socket }) => once<string>(socket, 'disconnect', 2000))
+  const told = sockets.map(({ socket }) => once(socket, 'session:end', 2000))
   const after = await login(server.url, 'Ada', before)
   const seen = await Promise.all(reasons)
   sockets.forEach(({ label }, i) => t.equal(seen[i], 'io server disconnect', `${label}: disconnected`))
+  t.same(await Promise.all(told), sockets.map(() => ({ reason: 'regenerated' })), 'each told: regenerated')
   t.not((await me(server.url, after)).sessionId, previousId, 'the login gave a new session id')
 
   const socket = await connect(t, server.url, { cookie: after })
@@ -185,6 +187,7 @@ t.test('a Passport logout with reply.logout() disconnects every socket of the se
   }
   const bystander = await connect(t, server.url, { cookie: otherSession })
   const reasons = sockets.map(({ socket }) => once<string>(socket, 'disconnect', 1000).catch(() => 'still connected after 1 s'))
+  const told = sockets.map(({ socket }) => once(socket, 'session:end', 1000).catch(() => null))
 
   const start = performance.now()
   const response = await fetch(`${server.url}/logout`, { method: 'POST', headers: { cookie } })
@@ -196,6 +199,7 @@ t.test('a Passport logout with reply.logout() disconnects every socket of the se
   sockets.forEach(({ label }, i) => t.equal(seen[i], 'io server disconnect', `${label}: disconnected`))
   if (seen.every((reason) => reason === 'io server disconnect')) t.comment(`logout to the last disconnect: ${elapsed.toFixed(1)} ms`)
   else t.comment('the session\'s sockets were still connected 1 s after the logout')
+  t.same(await Promise.all(told), sockets.map(() => ({ reason: 'logout' })), 'each told: logout')
   t.ok(bystander.connected, 'another session of the same user stays connected')
 })
 
@@ -204,8 +208,10 @@ t.test('Passport\'s logout alone (it regenerates the session) disconnects the so
   const cookie = await login(server.url, 'Ada')
   const sockets = [await connect(t, server.url, { cookie }), await connect(t, server.url, { cookie, namespace: '/chat', transports: ['polling', 'websocket'] })]
   const reasons = sockets.map((socket) => once<string>(socket, 'disconnect', 2000))
+  const told = sockets.map((socket) => once(socket, 'session:end', 2000))
   const response = await fetch(`${server.url}/passport-logout`, { method: 'POST', headers: { cookie } })
   t.equal(response.status, 204)
+  t.same(await Promise.all(told), [{ reason: 'regenerated' }, { reason: 'regenerated' }], 'both told: regenerated')
   t.same(await Promise.all(reasons), ['io server disconnect', 'io server disconnect'], 'both disconnected')
 })
 
