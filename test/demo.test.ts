@@ -138,6 +138,7 @@ t.test('the chat demo in Chromium: login, shared session, chat, logout everywher
   t.ok(elapsed < 1000, `tab 2 shows the end of the session ${elapsed} ms after the click (under 1000 ms)`)
   t.equal(await text(tab2, '#status'), 'Disconnected: session ended', 'tab 2: disconnected')
   t.match(await text(tab2, '#banner-text'), /io server disconnect/, 'tab 2 names the reason')
+  t.match(await text(tab2, '#banner-text'), /You logged out in another tab\./, 'tab 2 says why, from the session:end event')
   t.ok(await tab2.locator('#login').isVisible(), 'tab 2 offers to log in again')
   await tab1.locator('#banner', { hasText: 'You logged out' }).waitFor()
   await shot(tab1, '05-tab1-logged-out')

@@ -97,7 +97,8 @@ function registerRoutes (app) {
 
   app.post('/api/logout', async (_request, reply) => {
     // Destroys the session, clears its cookie and disconnects every socket of the session, in every
-    // tab, on every instance: their pages receive 'disconnect' with reason 'io server disconnect'.
+    // tab, on every instance: their pages receive 'session:end' with { reason: 'logout' }, then
+    // 'disconnect' with reason 'io server disconnect'. It resolves once every instance confirmed.
     await reply.logout()
     return reply.code(204).send()
   })

@@ -8,6 +8,18 @@ const $ = (selector) => document.querySelector(selector)
 
 let socket = null
 let loggingOut = false
+/** Why the server ended this tab's socket: the plugin's 'session:end' event arrives just before the disconnect. */
+let endReason = null
+
+/** What each reason of 'session:end' means to the person in front of this tab. */
+const endMessages = {
+  logout: 'You logged out in another tab.',
+  regenerated: 'You logged in again in another tab.',
+  expired: 'Your session expired.',
+  destroyed: 'Your session was closed on the server.',
+  unauthorized: 'You no longer have access.',
+  overloaded: 'This tab sent too many messages at once.'
+}
 
 // ------------------------------------------------------------------ page state
 
@@ -65,7 +77,16 @@ function connect () {
 
 function listen (socket) {
   socket.on('connect', () => {
+    endReason = null
     hideBanner()
+  })
+
+  // The plugin says why it ends this socket, before it disconnects it.
+  socket.on('session:end', ({ reason }) => {
+    endReason = reason
+    // An expired or destroyed session closes the transport, and Socket.IO would try to reconnect (to be
+    // refused): this tab knows better, and stops.
+    if (reason === 'expired' || reason === 'destroyed') socket.disconnect()
   })
 
   // The server's first message: the user of the session it loaded during the handshake.
@@ -75,14 +96,15 @@ function listen (socket) {
   })
 
   socket.on('disconnect', (reason) => {
-    if (reason === 'io server disconnect') {
-      // The server closed this socket: with this demo, because the session ended (logged out in this
-      // or another tab, or on another instance). Socket.IO does not reconnect by itself after this.
+    if (reason === 'io server disconnect' || endReason !== null) {
+      // The server ended this socket, and said why (session:end): logged out in this or another tab,
+      // on any instance, an expired session... Socket.IO does not reconnect by itself after this.
       setStatus('session-ended', 'Disconnected: session ended')
       if (loggingOut) {
         showBanner('You logged out: the server disconnected the sockets of every tab of your session.', { kind: 'info' })
       } else {
-        showBanner('Your session ended (logged out in another tab?): the server disconnected this tab\'s socket (io server disconnect).', { reconnect: true })
+        const message = endMessages[endReason] ?? 'The server disconnected this tab.'
+        showBanner(`Your session ended: ${message} (session:end "${endReason ?? 'none'}", then ${reason})`, { reconnect: true })
       }
       showLogin()
     } else if (reason !== 'io client disconnect') {
