@@ -110,6 +110,18 @@ t.test('two nodes on Redis: live authority', { skip: skipWithoutRedis }, async (
     t.equal((await eventually(onB, (seen) => seen.note === 'from a socket on A')).note, 'from a socket on A')
   })
 
+  t.test('a save that finds the session gone from the store ends its sockets on every node at once', async (t) => {
+    const cookie = await login(a.url, 'Ada')
+    const sessionId = (await me(a.url, cookie)).sessionId
+    const onA = await connect(t, a.url, { cookie })
+    const onB = await connect(t, b.url, { cookie, namespace: '/chat' })
+    const ends = [onA, onB].map((socket) => Promise.all([once(socket, 'session:end', 2000), once(socket, 'disconnect', 2000)]))
+    await a.pubClient.del(`sess:${sessionId}`) // an admin tool removed it; no sweep runs (validateInterval: 0)
+    onA.emit('note', 'after the destroy', () => {})
+    t.same(await Promise.all(ends), [[{ reason: 'destroyed' }, 'transport close'], [{ reason: 'destroyed' }, 'transport close']])
+    t.equal(await a.pubClient.exists(`sess:${sessionId}`), 0, 'not written back')
+  })
+
   t.test('the helpers resolve once both nodes acknowledged, with the sockets of both', async (t) => {
     const cookie = await login(a.url, 'Ada')
     const sessionId = (await me(a.url, cookie)).sessionId

@@ -260,3 +260,18 @@ t.test('a socket with too many events waiting is ended as overloaded; others are
   t.notMatch(JSON.stringify(lines), cookie.split('=')[1].split('.')[0], 'never the session id')
 })
 
+
+t.test('without sync, the sweep and reloadOnEvent read fresh data, and authorize runs again on it', async (t) => {
+  for (const [label, options, trigger] of [
+    ['the sweep', { syncSessions: false, validateInterval: 50 }, async () => {}],
+    ['reloadOnEvent', { syncSessions: false, reloadOnEvent: true }, async (socket: ClientSocket) => { socket.emit('whoami', () => t.fail('the event of an unauthorized socket is dropped')) }]
+  ] as const) {
+    const server = await setup(t, options)
+    const cookie = await login(server.url, 'Ada')
+    const socket = await connect(t, server.url, { cookie })
+    const end = ending(socket)
+    await post(`${server.url}/demote`, cookie)
+    await trigger(socket)
+    t.same(await end, { order: ['end', 'disconnect'], payload: { reason: 'unauthorized' }, reason: 'io server disconnect' }, label)
+  }
+})
