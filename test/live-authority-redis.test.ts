@@ -175,4 +175,3 @@ t.test('a node on the same adapter without the plugin counts as unacknowledged, 
   t.same(result, { sockets: 2, nodes: 2, unacknowledged: 1 }, 'A and B answered, the bare node did not')
   t.ok(elapsed >= 250 && elapsed < 2000, `resolved after ackTimeout (${Math.round(elapsed)} ms)`)
 })
-

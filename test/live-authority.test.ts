@@ -260,7 +260,6 @@ t.test('a socket with too many events waiting is ended as overloaded; others are
   t.notMatch(JSON.stringify(lines), cookie.split('=')[1].split('.')[0], 'never the session id')
 })
 
-
 t.test('without sync, the sweep and reloadOnEvent read fresh data, and authorize runs again on it', async (t) => {
   for (const [label, options, trigger] of [
     ['the sweep', { syncSessions: false, validateInterval: 50 }, async () => {}],
