@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http'
 import type { ServerOptions } from 'socket.io'
 import type { ResolvedOptions } from './options'
 import { createOriginCheck } from './origin'
-import { compactCookieOptions } from './session-internals'
+import { createSessionLoader } from './session-load'
 import { createTrustedProxy } from './trust-proxy'
 
 export type AllowRequest = NonNullable<ServerOptions['allowRequest']>
@@ -45,7 +45,8 @@ export function markStoredSession (request: IncomingMessage): void {
  *
  * 1. A browser Origin that is not allowed is refused before any session work: HTTP 403 on polling,
  *    the upgrade refused on websocket.
- * 2. The session cookie goes through @fastify/session's own parser, `fastify.decryptSession`, which
+ * 2. The session cookie is loaded as @fastify/session's `fastify.decryptSession` loads it (session-load:
+ *    the same sessions, cheaper, and one store read for concurrent handshakes of a session), which
  *    sets `request.session`: a missing, tampered or unknown cookie gives a fresh session, an expired
  *    one is regenerated. A store failure does not refuse the connection here, where the client would
  *    only see an opaque transport error: it is kept on the request for the namespace middleware,
@@ -56,7 +57,7 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
   const originAllowed = createOriginCheck(opts.allowedOrigins, trusted)
   const { cookieName, cookiePrefix, createSession } = opts
   const cookieOptions = opts.cookie ?? {}
-  const decryptSession = fastify.decryptSession
+  const loadSession = createSessionLoader(fastify, cookieOptions)
 
   function readSessionCookie (header: string | undefined): string {
     if (header === undefined) return ''
@@ -95,7 +96,6 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
         request[kLoadError] = err
         finish(null, true)
       } else if (request.session.encryptedSessionId === signedCookie) {
-        compactCookieOptions(request.session)
         finish(null, true) // the cookie's session, from the store
       } else if (createSession) {
         persistNewSession(request, (saveError) => {
@@ -108,7 +108,7 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
       }
     }
     try {
-      decryptSession(signedCookie, request, cookieOptions, loaded)
+      loadSession(signedCookie, request, loaded)
     } catch (err) {
       if (called) throw err // thrown after the session was loaded, by what went on from there
       loaded(err) // a store that throws instead of calling back: SESSION_ERROR, not a crash

@@ -1,12 +1,19 @@
 import type { FastifySessionObject, SessionStore } from '@fastify/session'
 import type { FastifyInstance } from 'fastify'
+import type { IncomingMessage } from 'node:http'
 
 /*
- * What this plugin needs of @fastify/session that it does not expose: the symbols its Session objects
- * keep their store and cookie options under, found by their descriptions ('sessionStore',
- * 'cookieOpts', stable since @fastify/session 8) on the first session seen. Nothing else in the
- * plugin touches a session's private state. If a future version renames them, the lifecycle logs
- * that it found no store, and the compaction below does nothing.
+ * What this plugin needs of @fastify/session that it does not expose. Everything that depends on
+ * @fastify/session's private state is in this file, and test/internals.test.ts fails, naming what
+ * changed, if a new version of @fastify/session no longer matches it.
+ *
+ * 1. The symbols its Session objects keep their store and cookie options under, found by their
+ *    descriptions ('sessionStore', 'cookieOpts', stable since @fastify/session 8) on the first session
+ *    seen. If a future version renames them, the lifecycle logs that it found no store, and the
+ *    compaction below does nothing.
+ * 2. A cheaper way to build the session restored from the store on each handshake (sessionFactoryOf),
+ *    field for field what `new Session(...)` builds, used only when a session @fastify/session built
+ *    shows exactly the layout it was written for; otherwise the handshake calls `decryptSession` as is.
  */
 
 const keys = new Map<string, symbol | undefined>()
@@ -31,6 +38,7 @@ export function sessionStoreOf (session: FastifySessionObject): SessionStore | u
  * A session restored from the store keeps a copy of its cookie options from which @fastify/session
  * deletes two keys, which makes V8 turn it into a slow dictionary-mode object: about 0.85 KB per
  * socket for as long as the socket lives. The same options, copied into a plain object, take a tenth.
+ * (Sessions built by sessionFactoryOf's `restore` have plain options already.)
  */
 export function compactCookieOptions (session: FastifySessionObject): void {
   const key = privateKey(session, 'cookieOpts')
@@ -64,4 +72,195 @@ export function findSessionStore (decryptSession: FastifyInstance['decryptSessio
     return undefined // a custom idGenerator that needs a real request
   }
   return request.session == null ? undefined : sessionStoreOf(request.session)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building restored sessions without @fastify/session's constructor.
+
+/** @fastify/cookie's Signer, as @fastify/session uses it. */
+export interface CookieSigner {
+  sign (value: string): string
+  unsign (signedValue: string): { valid: boolean, renew: boolean, value: string | null }
+}
+
+type AnyRecord = Record<PropertyKey, any>
+
+/**
+ * The symbols of a session built by `new Session(...)` without stored data, in the order the
+ * constructor adds them (descriptions as in @fastify/session 11's lib/session.js). Another set, or
+ * another order, and sessionFactoryOf declines.
+ */
+export const sessionSymbolLayout = ['sessionStore', 'generateId', 'cookieOpts', 'cookieSignerKey', 'request', 'sessionId', 'encryptedSessionId', 'saved', 'persistedHash'] as const
+
+/** The Session prototype's own symbol-keyed method that computes the change-detection hash. */
+export const sessionHashMethod = 'hash'
+
+/** The keys of the Cookie class's instances (lib/cookie.js), in order, for a cookie with a maxAge. */
+export const cookieLayout = ['path', 'secure', 'sameSite', 'domain', 'httpOnly', 'partitioned', '_expires', 'originalExpires', 'originalMaxAge'] as const
+
+export interface CookieOptionsPair {
+  /** restoredCookieOpts: what the Cookie is built from (only read). */
+  merged: AnyRecord
+  /** The session's own copy (never changed in place by @fastify/session). */
+  own: AnyRecord
+  /** Whether `own` has string keys only, so that sameCookieOptions can tell it equal to another. */
+  shareable: boolean
+}
+
+export interface SessionFactory {
+  store: SessionStore
+  signer: CookieSigner
+  /** Whether `signer` is @fastify/cookie's Signer: `unsign` is then a pure function of its input, and a valid, non-renewed cookie is exactly `sign(id)`. */
+  standardSigner: boolean
+  /**
+   * The session `new Session(store, request, idGenerator, cookieOpts, signer, data, sessionId)`
+   * builds from stored `data`, property for property, at a fraction of its cost. `signed`, when
+   * given, is what `signer.sign(sessionId)` returns (the cookie, verified with the current secret);
+   * `hash`, when given, is the change-detection hash of a session with the same fields. `options`
+   * are `cookieOptionsFor(data)`, or equal ones: `own` is the session's private copy of its cookie
+   * options, an object @fastify/session only ever replaces (never changes in place), so equal ones
+   * may be shared; `merged` is only read, by the Cookie constructor.
+   */
+  restore (request: IncomingMessage, data: AnyRecord, sessionId: string, signed: string | undefined, hash: string | undefined, options: CookieOptionsPair): FastifySessionObject
+  /** The cookie options a session restored from `data` gets. */
+  cookieOptionsFor (data: AnyRecord): CookieOptionsPair
+  /** The change-detection hash a restored session was built with. */
+  persistedHash (session: FastifySessionObject): string
+  /** Replaces it with an equal string (one string for the sessions that share it). */
+  sharePersistedHash (session: FastifySessionObject, hash: string): void
+  /** The session's private cookie options. */
+  cookieOptionsOf (session: FastifySessionObject): AnyRecord
+}
+
+/**
+ * Finds, on `fresh` (a new session @fastify/session built with no stored data, for the plugin's
+ * cookie options), what `restore` needs: the Session and Cookie classes, the private symbols, the
+ * store, the id generator, the signer and the cookie options. Undefined if the layout is not the one
+ * this was written for (a future @fastify/session): the caller then keeps calling `decryptSession`.
+ */
+export function sessionFactoryOf (fresh: FastifySessionObject, standardSigner: (signer: unknown) => boolean): SessionFactory | undefined {
+  const session = fresh as unknown as AnyRecord
+  const symbols = Object.getOwnPropertySymbols(session)
+  if (symbols.length !== sessionSymbolLayout.length || symbols.some((s, i) => s.description !== sessionSymbolLayout[i])) return undefined
+  if (Object.keys(session).join() !== 'cookie') return undefined
+  const [kStore, kGenerateId, kCookieOpts, kSigner, kRequest, kSessionId, kEncrypted, kSaved, kPersistedHash] = symbols
+  const proto = Object.getPrototypeOf(session) as AnyRecord
+  const kHash = Object.getOwnPropertySymbols(proto).find((s) => s.description === sessionHashMethod)
+  if (kHash === undefined || typeof proto[kHash] !== 'function' || typeof proto.regenerate !== 'function') return undefined
+  const Cookie = (session.cookie as object).constructor as new (options: AnyRecord, request: IncomingMessage) => object
+  const store = session[kStore] as SessionStore
+  const idGenerator = session[kGenerateId] as unknown
+  const signer = session[kSigner] as CookieSigner
+  if (typeof Cookie !== 'function' || typeof store?.get !== 'function' || typeof signer?.sign !== 'function' || typeof signer.unsign !== 'function') return undefined
+  const baseCookieOpts = Object.assign({}, session[kCookieOpts] as AnyRecord)
+
+  // A constructor of its own, with Session.prototype: `instanceof Session` holds, and V8 sizes these
+  // objects for their properties (an Object.create() object would keep them out of line).
+  const RestoredSession = function (this: AnyRecord, request: IncomingMessage, sessionId: string, encrypted: string, cookieOpts: AnyRecord, cookie: object) {
+    this[kStore] = store
+    this[kGenerateId] = idGenerator
+    this[kCookieOpts] = cookieOpts
+    this[kSigner] = signer
+    this[kRequest] = request
+    this[kSessionId] = sessionId
+    this[kEncrypted] = encrypted
+    this[kSaved] = false
+    this.cookie = cookie
+  } as unknown as new (request: IncomingMessage, sessionId: string, encrypted: string, cookieOpts: AnyRecord, cookie: object) => AnyRecord
+  RestoredSession.prototype = proto
+
+  function cookieOptionsFor (data: AnyRecord): CookieOptionsPair {
+    // The constructor: previousCookie, then restoredCookieOpts = { ...cookieOpts, ...previousCookie }
+    // (for the Cookie) and its copy with maxAge from originalMaxAge, a past expires dropped, and
+    // originalMaxAge and originalExpires removed (the session's own options). The constructor's
+    // double spread costs 4-8 µs on V8 12 and its `delete`s leave a dictionary-mode object; the
+    // same objects are built here without either.
+    const stored = data.cookie as AnyRecord | undefined
+    const previous: unknown = stored != null && typeof stored.toJSON === 'function' ? stored.toJSON() : stored
+    const merged = mergeCookieOptions(baseCookieOpts, previous)
+    const exact = Object.hasOwn(merged, '__proto__') || Object.getOwnPropertySymbols(merged).length > 0
+    return { merged, own: exact ? upstreamCookieOptions(merged) : sessionCookieOptions(merged), shareable: !exact }
+  }
+
+  return {
+    store,
+    signer,
+    standardSigner: standardSigner(signer),
+    restore (request, data, sessionId, signed, hash, options) {
+      const encrypted = (data[kSessionId] === sessionId && data[kEncrypted]) || signed || signer.sign(sessionId)
+      const result = new RestoredSession(request, sessionId, encrypted, options.own, new Cookie(options.merged, request))
+      for (const key in data) {
+        if (key !== 'cookie' && key !== 'sessionId' && key !== 'encryptedSessionId') result[key] = data[key]
+      }
+      result[kPersistedHash] = hash ?? result[kHash]()
+      return result as unknown as FastifySessionObject
+    },
+    cookieOptionsFor,
+    persistedHash: (s) => (s as unknown as AnyRecord)[kPersistedHash] as string,
+    sharePersistedHash (s, hash) {
+      const holder = s as unknown as AnyRecord
+      if (holder[kPersistedHash] === hash) holder[kPersistedHash] = hash
+    },
+    cookieOptionsOf: (s) => (s as unknown as AnyRecord)[kCookieOpts] as AnyRecord
+  }
+}
+
+/**
+ * `{ ...base, ...previous }`. The spread is slow on V8 12 (4-8 µs: an object cloned by a spread takes
+ * further properties on a slow path), Object.assign into a new object is not; the two differ only for
+ * an own `__proto__` key (Object.assign would set the prototype) and are left to the spread then.
+ */
+function mergeCookieOptions (base: AnyRecord, previous: unknown): AnyRecord {
+  if (!previous) return Object.assign({}, base)
+  if (Object.hasOwn(previous, '__proto__')) return { ...base, ...previous }
+  return Object.assign({}, base, previous)
+}
+
+/**
+ * The session's own cookie options, as @fastify/session's constructor derives them from the merged
+ * ones: a copy, maxAge from originalMaxAge, a past or invalid expires dropped without originalMaxAge,
+ * originalMaxAge and originalExpires deleted. Built here without `delete` (a dictionary-mode object),
+ * for string keys; options with symbol keys or an own `__proto__` (none that JSON or the Cookie class
+ * gives) take @fastify/session's own steps (upstreamCookieOptions).
+ */
+function sessionCookieOptions (merged: AnyRecord): AnyRecord {
+  const originalMaxAge = merged.originalMaxAge
+  const dropExpires = staleExpires(merged)
+  const own: AnyRecord = {}
+  const names = Object.keys(merged)
+  for (let i = 0; i < names.length; i++) {
+    const key = names[i]
+    if (key === 'originalMaxAge' || key === 'originalExpires' || (dropExpires && key === 'expires')) continue
+    own[key] = merged[key]
+  }
+  if (originalMaxAge != null) own.maxAge = originalMaxAge
+  return own
+}
+
+function staleExpires (options: AnyRecord): boolean {
+  if (!options.expires || options.originalMaxAge != null) return false
+  const time = new Date(options.expires).getTime()
+  return Number.isNaN(time) || time <= Date.now()
+}
+
+/** @fastify/session's own steps, as its constructor takes them. */
+function upstreamCookieOptions (merged: AnyRecord): AnyRecord {
+  const own = { ...merged }
+  if (own.originalMaxAge != null) own.maxAge = own.originalMaxAge
+  if (staleExpires(own)) delete own.expires
+  delete own.originalMaxAge
+  delete own.originalExpires
+  return own
+}
+
+/** Whether two sessions' cookie options (both `shareable`) are the same: the same keys, in the same order, with the same values. */
+export function sameCookieOptions (a: AnyRecord, b: AnyRecord): boolean {
+  const ka = Object.keys(a)
+  const kb = Object.keys(b)
+  if (ka.length !== kb.length) return false
+  for (let i = 0; i < ka.length; i++) {
+    const key = ka[i]
+    if (key !== kb[i] || !Object.is(a[key], b[key])) return false
+  }
+  return true
 }

@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import fastifyCookie from '@fastify/cookie'
 import fastifySession, { type FastifySessionOptions } from '@fastify/session'
 import fastifySocketIoSession from '../../lib/index'
+import { findSessionStore } from '../../lib/session-internals'
 import type { FastifySocketIoSessionOptions } from '../../types/index'
 
 declare module 'fastify' {
@@ -56,11 +57,17 @@ export function captureLogs (level: string): { lines: LogLine[], logger: { level
   return { lines, logger: { level, stream: { write: (line) => { lines.push(JSON.parse(line)) } } } }
 }
 
-/** Counts the calls of `fastify.decryptSession` (the session loads) made by what registers after it. */
+/**
+ * Counts the session loads: the reads of the @fastify/session store (HTTP requests with a session
+ * cookie read it too). The plugin reads it once per handshake with a signed cookie, once for
+ * concurrent handshakes of one session.
+ */
 export function countSessionLoads (app: FastifyInstance): { count: number } {
   const counter = { count: 0 }
-  const original = app.decryptSession
-  app.decryptSession = ((...args: Parameters<typeof original>) => { counter.count++; return original(...args) }) as typeof original
+  const store = findSessionStore(app.decryptSession)
+  if (store === undefined) throw new Error('countSessionLoads: no @fastify/session store')
+  const get = store.get
+  store.get = function countedGet (this: unknown, ...args: Parameters<typeof get>) { counter.count++; return get.apply(this, args) }
   return counter
 }
 

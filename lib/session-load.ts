@@ -1,0 +1,286 @@
+import type { CookieOptions, FastifySessionObject } from '@fastify/session'
+import type { FastifyInstance } from 'fastify'
+import type { IncomingMessage } from 'node:http'
+import { compactCookieOptions, sameCookieOptions, sessionFactoryOf, type CookieOptionsPair, type SessionFactory } from './session-internals'
+
+type Done = (err?: unknown) => void
+type AnyRecord = Record<PropertyKey, any>
+
+/** Loads the session of a handshake's signed cookie into `request.session`, as `fastify.decryptSession` does. */
+export type LoadSession = (signedCookie: string, request: IncomingMessage, done: Done) => void
+
+/** How many verified cookies are remembered (about 250 bytes each: at most about 0.5 MB). */
+export const verifiedCookiesMax = 2048
+
+/** A cookie whose signature was verified, and what the sessions loaded with it share. */
+export interface Verified {
+  /** The signed cookie (the map's key), which is also what `signer.sign(id)` gives: the sessions' `encryptedSessionId`. */
+  signed: string
+  id: string
+  /** The change-detection hash and the cookie options of the last session loaded with it, shared while unchanged. */
+  hash: string | undefined
+  cookieOpts: AnyRecord | undefined
+}
+
+/**
+ * The cookies whose signature was verified, the most recently used last; beyond `max`, the least
+ * recently used is forgotten. Only a verified cookie is ever added, so a lookup succeeds only for the
+ * exact cookie string this server verified; any other costs the HMAC check it always did.
+ */
+export class VerifiedCookies {
+  private readonly cookies = new Map<string, Verified>()
+
+  constructor (readonly max: number) {}
+
+  get size (): number {
+    return this.cookies.size
+  }
+
+  get (signed: string): Verified | undefined {
+    const known = this.cookies.get(signed)
+    if (known !== undefined) {
+      this.cookies.delete(signed)
+      this.cookies.set(signed, known)
+    }
+    return known
+  }
+
+  add (signed: string, id: string): Verified {
+    const verified: Verified = { signed, id, hash: undefined, cookieOpts: undefined }
+    this.cookies.set(signed, verified)
+    if (this.cookies.size > this.max) this.cookies.delete(this.cookies.keys().next().value as string)
+    return verified
+  }
+}
+
+interface Waiter {
+  request: IncomingMessage
+  /** The verified cookie, unless its signature used an older secret (then the id is signed again, as @fastify/session does). */
+  verified: Verified | undefined
+  done: Done
+}
+
+/** A store read in flight, and the handshakes waiting for it. */
+interface Read {
+  waiters: Waiter[]
+  settled: boolean
+}
+
+/**
+ * The session loading of the handshake: what `fastify.decryptSession` does (check the cookie's
+ * signature, read the store, build the Session, regenerate an expired one, or give a fresh session),
+ * with the same results, at a fraction of the cost, and once for concurrent handshakes of a session:
+ *
+ * - A cookie whose signature was verified is remembered (bounded, least recently used first out, only
+ *   verified cookies, only with @fastify/cookie's own Signer, whose check is a pure function of the
+ *   cookie and of the secrets the server started with): the same cookie again skips the HMAC.
+ * - Concurrent handshakes with the same session share one store read, while it is in flight. A
+ *   handshake that starts once the read has completed reads again: no session is ever older than the
+ *   handshake. Each socket still gets a Session object of its own (the lifecycle replaces and changes
+ *   `socket.request.session` per socket); the second and later get a deep copy of the stored data
+ *   (plain objects, arrays and Dates, what a JSON store returns; other objects, such as the memory
+ *   store's live Session, are shared, as that store shares them with every read anyway).
+ * - The restored Session is built by session-internals (property for property what @fastify/session's
+ *   constructor builds, without its costly double spread, second HMAC and `delete`s); its
+ *   change-detection hash and private cookie options are shared with the cookie's previous session
+ *   while they are equal.
+ *
+ * Missing, invalid or unknown cookies still go through `fastify.decryptSession`, which gives them a
+ * fresh session. If @fastify/session's internals are not the ones session-internals knows, every
+ * handshake goes through `fastify.decryptSession`.
+ */
+export function createSessionLoader (fastify: FastifyInstance, cookieOptions: CookieOptions): LoadSession {
+  const decryptSession = fastify.decryptSession
+  const verifiedCookies = new VerifiedCookies(verifiedCookiesMax)
+  const reads = new Map<string, Read>()
+  let factory: SessionFactory | null | undefined
+
+  /** A fresh, empty session: what @fastify/session gives an invalid or unknown cookie. */
+  function freshSession (request: IncomingMessage, done: Done): void {
+    decryptSession('', request, cookieOptions, done)
+  }
+
+  /** Looks at a fresh session built for the first handshake's request (then replaced by its real one). */
+  function findFactory (request: IncomingMessage): SessionFactory | null {
+    const probe = request as IncomingMessage & { session?: unknown }
+    try {
+      freshSession(probe, () => {})
+      const found = probe.session == null ? undefined : sessionFactoryOf(probe.session as never, isStandardSigner)
+      return found ?? null
+    } catch {
+      return null
+    }
+  }
+
+  function verify (signedCookie: string, signer: SessionFactory['signer']): { id: string, verified: Verified | undefined } | undefined {
+    const known = verifiedCookies.get(signedCookie)
+    if (known !== undefined) return { id: known.id, verified: known }
+    const result = signer.unsign(signedCookie)
+    if (!result.valid || typeof result.value !== 'string') return undefined
+    if (result.renew) return { id: result.value, verified: undefined } // an older secret: checked each time, signed again
+    return { id: result.value, verified: verifiedCookies.add(signedCookie, result.value) }
+  }
+
+  function read (store: SessionFactory['store'], sessionId: string, waiter: Waiter): void {
+    const pending = reads.get(sessionId)
+    if (pending !== undefined) {
+      pending.waiters.push(waiter)
+      return
+    }
+    const current: Read = { waiters: [waiter], settled: false }
+    reads.set(sessionId, current)
+    try {
+      store.get(sessionId, (err, data) => {
+        if (current.settled) return // a store that calls back twice
+        current.settled = true
+        if (reads.get(sessionId) === current) reads.delete(sessionId)
+        deliver(current.waiters, sessionId, err, data)
+      })
+    } catch (err) {
+      if (!current.settled) { // the store threw instead of calling back: no one else waits yet
+        current.settled = true
+        reads.delete(sessionId)
+      }
+      throw err
+    }
+  }
+
+  /** Gives each waiting handshake its session from one store read. */
+  function deliver (waiters: Waiter[], sessionId: string, err: unknown, data: unknown): void {
+    const loaded: Array<(() => void)> = []
+    if (err != null) {
+      const unknown = (err as { code?: unknown }).code === 'ENOENT'
+      for (const w of waiters) loaded.push(unknown ? () => freshSession(w.request, w.done) : () => w.done(err))
+    } else if (!data) {
+      for (const w of waiters) loaded.push(() => freshSession(w.request, w.done))
+    } else {
+      build(waiters, sessionId, data as AnyRecord, loaded)
+    }
+    runAll(loaded)
+  }
+
+  /**
+   * Builds every waiting handshake's session before any handshake goes on, so that what runs after
+   * one cannot change the data the others are built from. Data @fastify/session could not build a
+   * session from fails those handshakes, as it would (SESSION_ERROR), and no other.
+   */
+  function build (waiters: Waiter[], sessionId: string, data: AnyRecord, loaded: Array<() => void>): void {
+    const builder = factory as SessionFactory
+    const shared = waiters[0].verified
+    let options: CookieOptionsPair
+    try {
+      options = builder.cookieOptionsFor(data)
+    } catch (err) {
+      for (const w of waiters) loaded.push(() => w.done(err))
+      return
+    }
+    if (options.shareable && shared?.cookieOpts !== undefined && sameCookieOptions(shared.cookieOpts, options.own)) options.own = shared.cookieOpts
+    let hash: string | undefined
+    for (let i = 0; i < waiters.length; i++) {
+      const w = waiters[i]
+      let session: FastifySessionObject
+      try {
+        session = builder.restore(w.request, i === 0 ? data : copyStored(data), sessionId, w.verified?.signed, hash, options)
+      } catch (err) {
+        loaded.push(() => w.done(err))
+        continue
+      }
+      if (hash === undefined) {
+        hash = builder.persistedHash(session)
+        if (shared !== undefined) {
+          if (shared.hash === hash) builder.sharePersistedHash(session, shared.hash)
+          else shared.hash = hash
+          hash = shared.hash
+          shared.cookieOpts = options.shareable ? options.own : undefined
+        }
+      }
+      loaded.push(() => settle(session, w))
+    }
+  }
+
+  /** As @fastify/session: an expired session is regenerated (destroyed, and a new one issued). */
+  function settle (session: FastifySessionObject, waiter: Waiter): void {
+    const cookie = session.cookie as { originalExpires?: Date, expires?: Date | null }
+    const expiration = cookie.originalExpires || cookie.expires
+    if (expiration && expiration.getTime() <= Date.now()) {
+      session.regenerate(waiter.done)
+      return
+    }
+    (waiter.request as IncomingMessage & { session: unknown }).session = session
+    waiter.done()
+  }
+
+  /** The previous behaviour, whole: `decryptSession`, then the session's cookie options made compact. */
+  function fallback (signedCookie: string, request: IncomingMessage, done: Done): void {
+    decryptSession(signedCookie, request, cookieOptions, (err?: unknown) => {
+      const session = (request as IncomingMessage & { session?: { encryptedSessionId?: string } }).session
+      if (err == null && session != null && session.encryptedSessionId === signedCookie) compactCookieOptions(session as never)
+      done(err)
+    })
+  }
+
+  return function loadSession (signedCookie, request, done) {
+    factory ??= findFactory(request)
+    if (factory === null || !factory.standardSigner) return fallback(signedCookie, request, done)
+    const checked = signedCookie === '' ? undefined : verify(signedCookie, factory.signer)
+    if (checked === undefined) return freshSession(request, done)
+    read(factory.store, checked.id, { request, verified: checked.verified, done })
+  }
+}
+
+/**
+ * Runs every callback, even if one throws; then throws the first error, as the one callback of a
+ * store read of its own would have.
+ */
+function runAll (callbacks: Array<() => void>): void {
+  let failed = false
+  let failure: unknown
+  for (const callback of callbacks) {
+    try {
+      callback()
+    } catch (err) {
+      if (!failed) {
+        failed = true
+        failure = err
+      }
+    }
+  }
+  if (failed) throw failure
+}
+
+/** @fastify/cookie's Signer, the one @fastify/session builds from its `secret` option (not a custom signer object). */
+function isStandardSigner (signer: unknown): boolean {
+  try {
+    const { Signer } = require('@fastify/cookie') as { Signer: new (...args: unknown[]) => unknown }
+    return signer instanceof Signer
+  } catch {
+    return false
+  }
+}
+
+/**
+ * What a second read of a JSON store would return: a deep copy of plain objects, arrays and Dates;
+ * any other object (a class instance, such as the live Session a memory store keeps) as it is.
+ */
+export function copyStored (value: unknown, seen = new Map<object, unknown>()): any {
+  if (typeof value !== 'object' || value === null) return value
+  const done = seen.get(value)
+  if (done !== undefined) return done
+  if (value instanceof Date) return new Date(value.getTime())
+  if (Array.isArray(value)) {
+    const out: unknown[] = []
+    seen.set(value, out)
+    for (let i = 0; i < value.length; i++) out.push(copyStored(value[i], seen))
+    return out
+  }
+  const proto = Object.getPrototypeOf(value)
+  if (proto !== Object.prototype && proto !== null) return value
+  const out: AnyRecord = proto === null ? Object.create(null) : {}
+  seen.set(value, out)
+  for (const key of Object.keys(value)) {
+    const copy = copyStored((value as AnyRecord)[key], seen)
+    if (key === '__proto__') Object.defineProperty(out, key, { value: copy, writable: true, enumerable: true, configurable: true })
+    else out[key] = copy
+  }
+  return out
+}

@@ -1,0 +1,208 @@
+import t from 'tap'
+import Fastify, { type FastifyInstance } from 'fastify'
+import fastifyCookie, { Signer } from '@fastify/cookie'
+import fastifySession, { type FastifySessionOptions } from '@fastify/session'
+import type { IncomingMessage } from 'node:http'
+import { cookieLayout, sessionFactoryOf, sessionHashMethod, sessionSymbolLayout } from '../lib/session-internals'
+import { createSessionLoader } from '../lib/session-load'
+import { secret } from './helpers/server'
+import { TestStore } from './helpers/store'
+
+// What lib/session-internals.ts and lib/session-load.ts rely on in @fastify/session and
+// @fastify/cookie, checked against the installed versions: each test names what a new version changed.
+
+type AnyRecord = Record<PropertyKey, any>
+
+async function sessionApp (t: Parameters<Parameters<typeof t.test>[1]>[0], options: Partial<FastifySessionOptions> = {}): Promise<FastifyInstance> {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(fastifyCookie)
+  await app.register(fastifySession, { secret, cookie: { secure: false, maxAge: 3_600_000 }, ...options })
+  app.post('/login', async (request) => {
+    request.session.set('user', { id: 'u1', name: 'Ada', tags: ['a', 'b'], since: new Date(0) })
+    request.session.set('count', 1)
+    return 'ok'
+  })
+  await app.ready()
+  return app
+}
+
+async function loginCookie (app: FastifyInstance): Promise<string> {
+  const response = await app.inject({ method: 'POST', url: '/login' })
+  const cookie = response.cookies.find((c) => c.name === 'sessionId')
+  if (cookie === undefined) throw new Error('no session cookie')
+  return cookie.value
+}
+
+function fakeRequest (protocol?: string): IncomingMessage & { session?: any, protocol?: string } {
+  return { headers: {}, ...(protocol === undefined ? {} : { protocol }) } as never
+}
+
+function freshSession (app: FastifyInstance, cookieOptions = {}): AnyRecord {
+  const request = fakeRequest()
+  app.decryptSession('', request, cookieOptions, () => {})
+  return request.session
+}
+
+/** Everything observable about a session object: its prototype, its own properties by name or by description. */
+function describe (session: AnyRecord): unknown {
+  const value = (v: unknown): unknown => {
+    if (v instanceof Date) return { date: v.getTime() }
+    if (typeof v === 'function') return 'function'
+    if (v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+      return Object.keys(v).map((k) => [k, value((v as AnyRecord)[k])])
+    }
+    return v
+  }
+  const cookie = session.cookie as AnyRecord
+  return {
+    prototype: Object.getPrototypeOf(session),
+    strings: Object.keys(session).map((k) => [k, k === 'cookie' ? 'cookie' : value(session[k])]),
+    symbols: Object.getOwnPropertySymbols(session).map((s) => [s.description, typeof session[s] === 'object' && session[s] !== null && Object.getPrototypeOf(session[s]) !== Object.prototype ? session[s] : value(session[s])]),
+    cookie: { prototype: Object.getPrototypeOf(cookie), own: Object.keys(cookie).map((k) => [k, value(cookie[k])]) }
+  }
+}
+
+/** Runs `fn` with Date.now() fixed, so that two sessions built in turn get the same expiry. */
+function atFixedTime<T> (fn: () => T): T {
+  const now = Date.now
+  const fixed = now()
+  Date.now = () => fixed
+  try {
+    return fn()
+  } finally {
+    Date.now = now
+  }
+}
+
+/** The session `fastify.decryptSession` builds, and the one the plugin's loader builds, from the same cookie and store. */
+function bothWays (app: FastifyInstance, signed: string, cookieOptions: AnyRecord = {}, protocol?: string): { upstream: AnyRecord, plugin: AnyRecord, request: AnyRecord } {
+  return atFixedTime(() => {
+    const a = fakeRequest(protocol)
+    let upstreamDone = false
+    app.decryptSession(signed, a, cookieOptions, () => { upstreamDone = true })
+    const b = fakeRequest(protocol)
+    let pluginDone = false
+    createSessionLoader(app, cookieOptions)(signed, b, () => { pluginDone = true })
+    if (!upstreamDone || !pluginDone) throw new Error('the memory or test store answers synchronously')
+    return { upstream: a.session, plugin: b.session, request: b }
+  })
+}
+
+t.test('@fastify/session: a session keeps the private symbols session-internals reads, in this order', async (t) => {
+  const app = await sessionApp(t)
+  const session = freshSession(app)
+  t.same(Object.getOwnPropertySymbols(session).map((s) => s.description), sessionSymbolLayout, 'symbol descriptions of a new Session (lib/session.js)')
+  t.same(Object.keys(session), ['cookie'], 'a new Session has one string-keyed property, its cookie')
+  const proto = Object.getPrototypeOf(session)
+  t.ok(Object.getOwnPropertySymbols(proto).some((s) => s.description === sessionHashMethod && typeof proto[s] === 'function'), 'Session.prototype has its [hash]() method')
+  t.type(proto.regenerate, 'function', 'Session.prototype.regenerate')
+  const restored = bothWays(app, await loginCookie(app)).upstream
+  t.same(Object.keys(restored.cookie), cookieLayout, 'the keys of a restored Cookie (lib/cookie.js)')
+  t.ok(sessionFactoryOf(session as never, () => true), 'session-internals recognizes this layout')
+})
+
+t.test('@fastify/cookie: a cookie that verifies with the first secret is exactly sign(id); with an older one, renew', async (t) => {
+  const signer = new Signer(['new secret with at least 32 characters', 'old secret with at least 32 characters'])
+  const old = new Signer('old secret with at least 32 characters')
+  for (const id of ['abc', 'a.b.c', 'Zx-_9'.repeat(7), 'é€']) {
+    const cookie = signer.sign(id)
+    t.same(signer.unsign(cookie), { valid: true, renew: false, value: id }, `${id}: verified, not renewed`)
+    t.equal(signer.sign(id), cookie, `${id}: signing again gives the same cookie`)
+    t.same(signer.unsign(old.sign(id)), { valid: true, renew: true, value: id }, `${id}: an older secret verifies, with renew`)
+    t.equal(signer.unsign(cookie.slice(0, -1) + (cookie.endsWith('A') ? 'B' : 'A')).valid, false, `${id}: a changed signature does not verify`)
+  }
+  const app = await sessionApp(t)
+  const session = freshSession(app)
+  const signerOf = Object.getOwnPropertySymbols(session).find((s) => s.description === 'cookieSignerKey')
+  t.ok(signerOf !== undefined && session[signerOf] instanceof Signer, '@fastify/session signs with @fastify/cookie\'s Signer (a secret option), which the cache of verified cookies requires')
+})
+
+const configurations: Array<{ name: string, session?: Partial<FastifySessionOptions>, cookieOptions?: AnyRecord, protocol?: string, json?: boolean }> = [
+  { name: 'memory store, maxAge' },
+  { name: 'JSON store, maxAge', json: true },
+  { name: 'JSON store, browser-session cookie (no maxAge)', json: true, session: { cookie: { secure: false } } },
+  { name: 'memory store, absolute expires', session: { cookie: { secure: false, expires: new Date(Date.now() + 3_600_000) } } },
+  { name: 'JSON store, absolute expires', json: true, session: { cookie: { secure: false, expires: new Date(Date.now() + 3_600_000) } } },
+  { name: 'secure auto over https', session: { cookie: { secure: 'auto', maxAge: 60_000 } }, protocol: 'https' },
+  { name: 'secure auto over http, JSON store', json: true, session: { cookie: { secure: 'auto', maxAge: 60_000 } } },
+  { name: 'every cookie attribute, plugin cookie options', json: true, session: { cookie: { secure: false, maxAge: 60_000, sameSite: 'strict', domain: 'example.com', path: '/', httpOnly: false, partitioned: true } }, cookieOptions: { sameSite: 'lax', priority: 'high' } },
+  { name: 'rolling off, saveUninitialized off', json: true, session: { rolling: false, saveUninitialized: false } }
+]
+
+for (const config of configurations) {
+  t.test(`a restored session is built property for property as @fastify/session builds it: ${config.name}`, async (t) => {
+    const store = config.json === true ? new TestStore() : undefined
+    const app = await sessionApp(t, { ...config.session, ...(store === undefined ? {} : { store }) })
+    const signed = await loginCookie(app)
+    const { upstream, plugin, request } = bothWays(app, signed, config.cookieOptions, config.protocol)
+    t.equal(upstream.user?.name, 'Ada', 'the stored session')
+    t.same(describe(plugin), describe(upstream), 'the same prototype, properties, symbols (cookie options included, in order) and cookie')
+    t.ok(plugin instanceof upstream.constructor, 'instanceof Session')
+    t.equal(plugin.isModified(), false, 'not modified')
+    plugin.user.name = 'Bob'
+    upstream.user.name = 'Bob'
+    t.equal(plugin.isModified(), upstream.isModified(), 'a change is seen as @fastify/session sees it')
+
+    // What @fastify/session does with it afterwards works the same.
+    await plugin.save()
+    t.equal(plugin.isSaved(), true, 'save()')
+    await plugin.reload()
+    t.equal(request.session.user.name, 'Bob', 'reload() reads what save() wrote')
+    await request.session.regenerate()
+    t.not(request.session.sessionId, upstream.sessionId, 'regenerate() gives a new id')
+    if (store !== undefined) t.ok(store.read(request.session.sessionId), 'the regenerated session was saved')
+  })
+}
+
+t.test('cookie options changed at restart: the stored cookie wins, as in @fastify/session', async (t) => {
+  for (const [stored, now] of [[{ maxAge: 3_600_000 }, { maxAge: 60_000 }], [{ maxAge: 60_000 }, {}], [{}, { maxAge: 60_000, sameSite: 'lax' }], [{ expires: new Date(Date.now() + 60_000) }, { maxAge: 60_000 }]] as const) {
+    const store = new TestStore()
+    const before = await sessionApp(t, { store, cookie: { secure: false, ...stored } })
+    const signed = await loginCookie(before)
+    const after = await sessionApp(t, { store, cookie: { secure: false, ...now } })
+    const { upstream, plugin } = bothWays(after, signed)
+    t.same(describe(plugin), describe(upstream), `stored with ${JSON.stringify(stored)}, loaded with ${JSON.stringify(now)}`)
+  }
+})
+
+t.test('secrets rotated at restart: a cookie of the older secret is verified every time and signed again, as @fastify/session does', async (t) => {
+  const store = new TestStore()
+  const before = await sessionApp(t, { store, secret: 'old secret with at least 32 characters' })
+  const signed = await loginCookie(before)
+  const after = await sessionApp(t, { store, secret: ['new secret with at least 32 characters', 'old secret with at least 32 characters'] })
+  const { upstream, plugin } = bothWays(after, signed)
+  t.same(describe(plugin), describe(upstream))
+  t.not(plugin.encryptedSessionId, signed, 'signed again with the new secret')
+  const dropped = await sessionApp(t, { store, secret: 'new secret with at least 32 characters' })
+  const fresh = bothWays(dropped, signed)
+  t.equal(fresh.plugin.user, undefined, 'a cookie of a secret no longer configured gives a fresh session')
+  t.not(fresh.plugin.sessionId, upstream.sessionId)
+})
+
+t.test('@fastify/session never changes a session\'s cookie options in place (sessions may share equal ones)', async (t) => {
+  const app = await sessionApp(t, { store: new TestStore() })
+  const signed = await loginCookie(app)
+  const { plugin } = bothWays(app, signed)
+  const key = Object.getOwnPropertySymbols(plugin).find((s) => s.description === 'cookieOpts') as symbol
+  const options = plugin[key]
+  const copy = JSON.stringify(options)
+  plugin.options({ maxAge: 5000 })
+  plugin.touch()
+  await plugin.save()
+  await plugin.reload()
+  t.equal(JSON.stringify(options), copy, 'options(), touch(), save(), reload() left the object as it was')
+})
+
+t.test('an expired session is regenerated, as @fastify/session does', async (t) => {
+  const store = new TestStore()
+  const app = await sessionApp(t, { store, cookie: { secure: false, maxAge: 50 } })
+  const signed = await loginCookie(app)
+  const id = signed.slice(0, signed.lastIndexOf('.'))
+  await new Promise((resolve) => setTimeout(resolve, 80))
+  const request = fakeRequest()
+  await new Promise<void>((resolve, reject) => createSessionLoader(app, {})(signed, request, (err) => { err == null ? resolve() : reject(err) }))
+  t.equal(request.session.user, undefined, 'an empty session')
+  t.not(request.session.sessionId, id, 'a new id')
+  t.equal(store.read(id), undefined, 'the expired session was destroyed')
+})
