@@ -54,7 +54,7 @@ export function bindSessionsToSockets (fastify: FastifyInstance, opts: ResolvedO
     const session = request.session
     bound[kBoundSessionId] = session?.sessionId ?? null
     // A request without the cookie has a new session, which no socket can hold yet.
-    if (syncSessions && session != null && request.cookies[cookieName] !== undefined) bound[kSavedVersion] = versionOf(session)
+    if (syncSessions && session != null && request.cookies?.[cookieName] !== undefined) bound[kSavedVersion] = versionOf(session)
     done()
   })
 
