@@ -5,6 +5,7 @@
 // timeout and every loop a count.
 import { io } from 'socket.io-client'
 import { randomUUID } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { answerCommands } from './servers/control.mjs'
 
 /** Groups of sessions: name → [{ cookie, tag, sockets, events, waiters }]. */
@@ -129,11 +130,12 @@ const commands = {
    * times (ms) from sending the request to the response (body read) and to the last socket's event
    * (and 'disconnect'), with the reasons the sockets got.
    */
-  async latency ({ group, url, scenario, timeoutMs = 5000 }) {
+  async latency ({ group, url, scenario, timeoutMs = 5000, gapMs = 0 }) {
     const entries = groups.get(group)
     const samples = []
     let seq = 0
     for (const entry of entries) {
+      if (gapMs > 0) await sleep(gapMs)
       const from = entry.events.length
       const n = ++seq + Math.random()
       let path, body, waits

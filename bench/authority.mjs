@@ -31,10 +31,13 @@ const config = {
   latencyWarmupSessions: Math.round(50 * scale),
   socketsPerSession: 2,
   latencyTimeoutMs: 5000,
+  // A pause between two sessions' requests, so that the teardown of the last one (its websockets
+  // closing on B and in the client) does not overlap the next measurement.
+  latencyGapMs: 5,
   // Sync cost: short alternating phases, many rounds, after one uncounted round.
-  throughputRounds: rounds * 3,
+  throughputRounds: rounds * 5,
   throughputWarmup: Math.round(1500 * scale),
-  throughputRequests: Math.round(1000 * scale),
+  throughputRequests: Math.round(600 * scale),
   throughputSessions: Math.round(200 * scale),
   concurrency: 20
 }
@@ -245,20 +248,20 @@ async function latencyRound (round, pair, client, count) {
   const opened = await client.call('open', { group, urls: onB })
   if (opened.failures > 0) throw new Error(`${opened.failures} sockets failed to open on B`)
   for (const scenario of ['ping', 'change']) {
-    out[scenario] = (await client.call('latency', { group, url: A.url, scenario, timeoutMs: config.latencyTimeoutMs }, 120_000)).samples
+    out[scenario] = (await client.call('latency', { group, url: A.url, scenario, timeoutMs: config.latencyTimeoutMs, gapMs: config.latencyGapMs }, 120_000)).samples
   }
   // What B's sockets hold now must be the last value each saw change: checked through an ack.
   const who = await client.call('whoami', { group })
   const stale = who.answers.flatMap((answers, i) => answers.filter((a) => a === null || a.v !== who.last[i] || a.user !== true)).length
   if (stale > 0) checks.push(`change: ${stale} sockets on B do not show the last change`)
-  out.revoke = (await client.call('latency', { group, url: A.url, scenario: 'revoke', timeoutMs: config.latencyTimeoutMs }, 120_000)).samples
+  out.revoke = (await client.call('latency', { group, url: A.url, scenario: 'revoke', timeoutMs: config.latencyTimeoutMs, gapMs: config.latencyGapMs }, 120_000)).samples
   await client.call('close', { group })
 
   const group2 = `logout-${round}`
   await client.call('login', { group: group2, url: A.url, count })
   const opened2 = await client.call('open', { group: group2, urls: onB })
   if (opened2.failures > 0) throw new Error(`${opened2.failures} sockets failed to open on B`)
-  out.logout = (await client.call('latency', { group: group2, url: A.url, scenario: 'logout', timeoutMs: config.latencyTimeoutMs }, 120_000)).samples
+  out.logout = (await client.call('latency', { group: group2, url: A.url, scenario: 'logout', timeoutMs: config.latencyTimeoutMs, gapMs: config.latencyGapMs }, 120_000)).samples
   await client.call('close', { group: group2 })
 
   for (const s of scenarios) {
@@ -368,14 +371,15 @@ function summarizeThroughput (results) {
 
 function tables (latency, throughput) {
   const lines = []
-  lines.push(`Revocation latency: node A → node B over Redis (@socket.io/redis-adapter, connect-redis), ${config.latencySessions} sessions × ${config.latencyRounds} rounds, each with ${config.socketsPerSession} websockets on B; one request at a time; times in ms from sending the request to A, to the last of the session's sockets on B.`)
+  lines.push(`Revocation latency: node A → node B over Redis (@socket.io/redis-adapter, connect-redis), ${config.latencySessions} sessions × ${config.latencyRounds} rounds, each with ${config.socketsPerSession} websockets on B; one request at a time (${config.latencyGapMs} ms apart); times in ms from sending the request to A, to the last of the session's sockets on B.`)
   lines.push('')
   lines.push('| scenario | request → event on B, p50 / p99 | request → disconnect on B, p50 / p99 | HTTP response, p50 / p99 | stale after the response, p50 / p99 | on B before the response | event p50 ÷ broadcast p50 (rounds min–max) |')
   lines.push('|---|---:|---:|---:|---:|---:|---|')
   for (const r of latency) {
     const pp = (x) => (x === undefined ? '—' : `${fmt(x.p50)} / ${fmt(x.p99)}`)
+    const rounds = `${pp(r.event)} (round p50s ${fmt(r.roundP50[0])}–${fmt(r.roundP50[1])})`
     const ratio = r.scenario === 'ping' ? '1 (baseline)' : `${fmt(r.ratioToBroadcast.median)}× (${fmt(r.ratioToBroadcast.range[0])}–${fmt(r.ratioToBroadcast.range[1])})`
-    lines.push(`| ${r.label} | ${pp(r.event)} | ${pp(r.disconnect)} | ${pp(r.response)} | ${pp(r.stale)} | ${Math.round(r.beforeResponse * 100)} % | ${ratio} |`)
+    lines.push(`| ${r.label} | ${rounds} | ${pp(r.disconnect)} | ${pp(r.response)} | ${pp(r.stale)} | ${Math.round(r.beforeResponse * 100)} % | ${ratio} |`)
   }
   lines.push('')
   lines.push(`Cost of sync: POST /change (sets a field) with ${config.concurrency} in flight, ${config.throughputRequests} requests per phase over ${config.throughputSessions} sessions, each with a connected websocket on every node (two nodes: requests to A, sockets on A and B); ${config.throughputRounds} rounds, syncSessions on and off interleaved, medians with min–max over rounds.`)
