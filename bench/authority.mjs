@@ -395,7 +395,10 @@ function tables (latency, throughput) {
 
 // ---------------------------------------------------------------------------------------------
 
-const redis = await startRedis()
+const redis = await startRedis().catch((err) => {
+  console.error(`bench/authority.mjs: ${err.message}`)
+  process.exit(1)
+})
 const servers = []
 let client
 const latencyRuns = []
