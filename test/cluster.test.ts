@@ -1,5 +1,6 @@
 import t from 'tap'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
 import type { FastifyInstance } from 'fastify'
 import type { Socket as ServerSocket } from 'socket.io'
@@ -125,4 +126,12 @@ t.test('the chat demo on two nodes behind nginx, in Chromium: login, a second ta
     t.ok(engine.some((line) => line.includes(`upstream=${new URL(node.url).host}`)), `nginx sent Engine.IO requests to node ${node.name}`)
   }
   t.same(engine.filter((line) => line.includes('" 400 ')), [], 'no Engine.IO request reached a node that does not hold its connection (HTTP 400)')
+})
+
+t.test('the README shows the nginx configuration that this test runs', async (t) => {
+  const root = join(__dirname, '..')
+  const config = readFileSync(join(root, 'examples', 'cluster', 'nginx.conf'), 'utf8')
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  const shown = /```nginx\n([\s\S]*?)\n```/.exec(readme)?.[1]
+  t.equal(shown, config.slice(config.indexOf('worker_processes')).trimEnd(), 'README.md\'s nginx block is examples/cluster/nginx.conf, after its opening comment')
 })
