@@ -5,6 +5,10 @@ import { answerCommands } from './servers/control.mjs'
 
 const held = []
 let fanout = null
+let storm = null
+
+/** An absolute time in ms (since the epoch, sub-ms): comparable across the load processes. */
+const now = () => performance.timeOrigin + performance.now()
 
 /** Logs in over HTTP and returns the `name=value` of the session cookie. */
 async function login ({ url, headers = {} }) {
@@ -20,13 +24,14 @@ async function login ({ url, headers = {} }) {
  * Opens one socket and resolves once it is connected (and, with `upgrade`, once the polling
  * transport has upgraded to websocket), with the time to 'connect' in ms.
  */
-function connectOne ({ url, namespace = '/', transports, headers, query, upgrade = false, timeoutMs = 20_000 }) {
+function connectOne ({ url, namespace = '/', transports, headers, query, upgrade = false, timeoutMs = 20_000, reconnect }) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now()
     const socket = io(url + namespace, {
       transports,
       forceNew: true,
-      reconnection: false,
+      reconnection: reconnect !== undefined,
+      ...reconnect,
       extraHeaders: headers,
       query,
       timeout: timeoutMs
@@ -39,6 +44,8 @@ function connectOne ({ url, namespace = '/', transports, headers, query, upgrade
     }
     function done (latency) {
       clearTimeout(timer)
+      socket.off('connect_error', fail)
+      socket.io.engine?.off('upgradeError', fail)
       resolve({ socket, latency })
     }
     socket.once('connect_error', fail)
@@ -173,6 +180,90 @@ const commands = {
     }
   },
 
+  /**
+   * Reconnect storm, first step: opens `count` sockets (with `cookies`, `perCookie` sockets for each
+   * cookie in turn) with reconnection on, and watches each one's drop, reconnection attempts and
+   * return. `reconnect`: socket.io-client's reconnection options (delay and its randomization).
+   */
+  async stormOpen ({ count, perCookie = 1, cookies, concurrency, headers = {}, reconnect, ...target }) {
+    if (storm !== null) throw new Error('stormOpen twice')
+    const entries = []
+    let failures = 0
+    const n = cookies === undefined ? count : cookies.length * perCookie
+    await pool(n, concurrency, async (i) => {
+      const h = cookies === undefined ? headers : { ...headers, cookie: cookies[Math.floor(i / perCookie)] }
+      try {
+        const { socket } = await connectOne({ ...target, headers: h, reconnect })
+        const entry = { socket, dropAt: undefined, attemptAt: undefined, backAt: undefined, attempts: 0, reason: undefined }
+        socket.on('disconnect', (reason) => {
+          entry.dropAt = now()
+          entry.reason = reason
+          entry.backAt = undefined
+        })
+        socket.io.on('reconnect_attempt', () => {
+          entry.attemptAt = now()
+          entry.attempts++
+        })
+        socket.on('connect', () => {
+          if (entry.dropAt === undefined) return
+          entry.backAt = now()
+          storm.onBack?.()
+        })
+        entries.push(entry)
+      } catch {
+        failures++
+      }
+    })
+    storm = { entries, onBack: undefined }
+    return { opened: entries.length, failures }
+  },
+
+  /**
+   * Reconnect storm, second step (once the server has dropped every connection): waits until every
+   * socket is connected again, or `timeoutMs`. Times are absolute (ms since the epoch, sub-ms), so
+   * that the two load processes can be compared.
+   */
+  async stormWait ({ timeoutMs = 60_000 }) {
+    const state = storm
+    if (state === null) throw new Error('stormOpen first')
+    const allBack = () => state.entries.every((e) => e.dropAt !== undefined && e.backAt !== undefined)
+    const complete = await new Promise((resolve) => {
+      if (allBack()) return resolve(true)
+      const timer = setTimeout(() => { state.onBack = undefined; resolve(false) }, timeoutMs)
+      state.onBack = () => {
+        if (!allBack()) return
+        clearTimeout(timer)
+        state.onBack = undefined
+        resolve(true)
+      }
+    })
+    const back = state.entries.filter((e) => e.backAt !== undefined)
+    const reasons = {}
+    for (const e of state.entries) reasons[e.reason] = (reasons[e.reason] ?? 0) + 1
+    return {
+      complete,
+      count: state.entries.length,
+      back: back.length,
+      firstDrop: Math.min(...state.entries.map((e) => e.dropAt ?? Infinity)),
+      lastBack: Math.max(...back.map((e) => e.backAt)),
+      // handshake latency during the storm: from the (last) reconnection attempt to 'connect'
+      latencies: back.map((e) => e.backAt - e.attemptAt),
+      attempts: state.entries.reduce((sum, e) => sum + e.attempts, 0),
+      reasons
+    }
+  },
+
+  async stormClose () {
+    const state = storm
+    storm = null
+    if (state === null) return { closed: 0 }
+    for (const { socket } of state.entries) {
+      socket.io.reconnection(false)
+      socket.disconnect()
+    }
+    return { closed: state.entries.length }
+  },
+
   /** Connections the server must refuse: each resolves to the client's error message, or 'connected'. */
   async refused ({ attempts }) {
     const out = []
@@ -190,6 +281,7 @@ const commands = {
 
   async exit () {
     for (const socket of held.splice(0)) socket.disconnect()
+    for (const { socket } of storm?.entries ?? []) { socket.io.reconnection(false); socket.disconnect() }
     setTimeout(() => process.exit(0), 50)
     return { exiting: true }
   }

@@ -2,7 +2,9 @@
 // for bare Socket.IO (a) and this plugin with the in-memory store (b) (or any variants given),
 // then the difference per handshake (µs, by function and by package) and per socket (bytes, by
 // object). Usage: node bench/profile.mjs [--variants a,b] [--handshakes 3000] [--sockets 2000]
-// Profiles land in bench/results/profiles/ (git-ignored), the summary in bench/results/profile.md.
+// [--storm 1000] (also a CPU profile of a reconnect storm: that many sessions × 5 sockets dropped at
+// once and back within a second, per socket). Profiles land in bench/results/profiles/ (git-ignored),
+// the summary in bench/results/profile.md.
 import { fork } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -19,15 +21,21 @@ const { values: cli } = parseArgs({
     handshakes: { type: 'string', default: '3000' },
     polling: { type: 'string', default: '1000' },
     sockets: { type: 'string', default: '2000' },
+    storm: { type: 'string', default: '0' },
     'analyze-only': { type: 'boolean', default: false }
   }
 })
 const N = { websocket: Number(cli.handshakes), polling: Number(cli.polling) }
 const K = Number(cli.sockets)
+const stormSessions = Number(cli.storm)
+const stormPer = 5
 const keys = cli.variants.split(',')
+// The Cookie header bare Socket.IO gets: the shape of the plugin's (a browser sends it to any server).
+const sameShapeCookie = `sessionId=${'x'.repeat(32)}.${'y'.repeat(43)}`
 const servers = {
   a: { file: 'servers/bare.mjs', args: [], session: false },
-  b: { file: 'servers/fastify.mjs', args: ['--store=memory'], session: true },
+  b: { file: 'servers/fastify.mjs', args: ['--store=memory', '--validate-interval=600000'], session: true },
+  e: { file: 'servers/fastify.mjs', args: ['--store=memory', '--handwired'], session: true },
   c: { file: 'servers/express.mjs', args: [], session: true }
 }
 const transports = {
@@ -79,7 +87,8 @@ async function record (key) {
     const { port } = await server.ready
     const url = `http://127.0.0.1:${port}`
     const headers = { origin: url }
-    if (spec.session) headers.cookie = await load.call('login', { url })
+    // every server gets a Cookie header, as a browser sends it (bare Socket.IO ignores it)
+    headers.cookie = spec.session ? await load.call('login', { url }) : sameShapeCookie
     // Warm-up: about 3000 handshakes before the CPU per handshake stops falling (see run.mjs).
     await load.call('handshakes', { url, headers, ...transports.websocket, n: 3000, concurrency: 50 })
     await load.call('handshakes', { url, headers, ...transports.polling, n: 500, concurrency: 50 })
@@ -97,9 +106,32 @@ async function record (key) {
     const snap = await server.call('heapSnapshot', { path: join(out, `${key}-${K}.heapsnapshot`), clients: K })
     console.error(`(${key}) heap snapshots with 0 and ${K} sockets written (${snap.heapUsed} bytes used)`)
     await load.call('closeAll')
+    if (stormSessions > 0) await recordStorm(key, spec, server, load, url, headers)
   } finally {
     await load.stop()
     await server.stop()
+  }
+}
+
+/** A reconnect storm, profiled: stormSessions × 5 sockets dropped at once, back within a second. */
+async function recordStorm (key, spec, server, load, url, headers) {
+  const cookies = spec.session ? await load.call('loginMany', { url, headers: { origin: url }, count: stormSessions, concurrency: 10 }) : undefined
+  const total = stormSessions * stormPer
+  const reconnect = { reconnectionDelay: 500, reconnectionDelayMax: 1000, randomizationFactor: 1 }
+  const open = () => load.call('stormOpen', { url, headers: cookies === undefined ? headers : { origin: url }, cookies, perCookie: stormPer, count: total, transports: ['websocket'], reconnect, concurrency: 50 })
+  for (const profiled of [false, true]) { // the first storm warms up
+    await open()
+    await server.call('clients', { clients: total, timeoutMs: 60_000 })
+    const before = await server.call('cpu', { clients: total })
+    if (profiled) await server.call('profileStart', { intervalUs: 100 })
+    await server.call('dropAll')
+    const wait = await load.call('stormWait', { timeoutMs: 60_000 })
+    await server.call('clients', { clients: total, timeoutMs: 60_000 })
+    if (profiled) await server.call('profileStop', { path: join(out, `${key}-storm.cpuprofile`) })
+    const after = await server.call('cpu', { clients: total })
+    await load.call('stormClose')
+    await server.call('clients', { clients: 0, timeoutMs: 30_000 })
+    if (profiled) console.error(`(${key}) storm: ${((after.cpuUs - before.cpuUs) / total).toFixed(0)} µs CPU per socket while profiled, ${wait.back}/${wait.count} back`)
   }
 }
 
@@ -233,11 +265,13 @@ if (!cli['analyze-only']) {
 const lines = []
 const f1 = (x) => x.toFixed(1)
 const [base, ...others] = keys
-for (const transport of Object.keys(transports)) {
-  const a = analyzeProfile(join(out, `${base}-${transport}.cpuprofile`), N[transport])
+const phases = Object.keys(transports).map((t) => [t, N[t], 'handshake'])
+if (stormSessions > 0) phases.push(['storm', stormSessions * stormPer, 'socket in a reconnect storm (drop, disconnect, reconnect)'])
+for (const [transport, count, unit] of phases) {
+  const a = analyzeProfile(join(out, `${base}-${transport}.cpuprofile`), count)
   for (const key of others) {
-    const b = analyzeProfile(join(out, `${key}-${transport}.cpuprofile`), N[transport])
-    lines.push(`## CPU per handshake, ${transport}: (${key}) ${f1(b.total)} µs vs (${base}) ${f1(a.total)} µs sampled, +${f1(b.total - a.total)} µs`, '')
+    const b = analyzeProfile(join(out, `${key}-${transport}.cpuprofile`), count)
+    lines.push(`## CPU per ${unit}, ${transport}: (${key}) ${f1(b.total)} µs vs (${base}) ${f1(a.total)} µs sampled, +${f1(b.total - a.total)} µs`, '')
     lines.push('By package (self time, µs per handshake):', '', `| package | (${key}) | (${base}) | difference |`, '|---|---:|---:|---:|')
     for (const [k, d, vb, va] of diff(b.packages, a.packages).sort((x, y) => Math.abs(y[1]) - Math.abs(x[1])).slice(0, 14)) {
       lines.push(`| ${k} | ${f1(vb)} | ${f1(va)} | ${d >= 0 ? '+' : ''}${f1(d)} |`)

@@ -1,16 +1,18 @@
 // The benchmark: bare Socket.IO (a), this plugin with the in-memory store (b), the Express +
-// express-session recipe (c) and this plugin with a Redis store (d), side by side, in rounds
-// (a b c d, a b c d, ...) so that the noise of a shared machine spreads evenly. Each server under
-// test runs in its own child process and measures itself; the load generator is another child.
-// Usage: node bench/run.mjs [--rounds 3] [--quick] [--only b,c] [--no-sweep | --sweep | --only-sweep]
+// express-session recipe (c), this plugin with a Redis store (d) and `decryptSession` hand-wired in
+// an engine.io middleware (e), side by side, in rounds (a b c d e, a b c d e, ...) so that the noise
+// of a shared machine spreads evenly. Each server under test runs in its own child process and
+// measures itself; the load generator is another child. Writes the table and an SVG chart.
+// Usage: node bench/run.mjs [--rounds 3] [--quick] [--only b,c] [--no-sweep | --sweep | --only-sweep] [--no-storm]
 import { fork, spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
-import { cpus, tmpdir } from 'node:os'
+import { cpus, loadavg, release, tmpdir, totalmem, type } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { renderChart } from './chart.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const { values: cli } = parseArgs({
@@ -20,7 +22,8 @@ const { values: cli } = parseArgs({
     only: { type: 'string' },
     'no-sweep': { type: 'boolean', default: false },
     sweep: { type: 'boolean', default: false },
-    'only-sweep': { type: 'boolean', default: false }
+    'only-sweep': { type: 'boolean', default: false },
+    'no-storm': { type: 'boolean', default: false }
   }
 })
 
@@ -40,6 +43,12 @@ const config = {
   latencyHandshakes: Math.round(250 * scale),
   memorySockets: Math.round(5000 * scale),
   fanoutSockets: 1000,
+  // Reconnect storm: every connection dropped at once; the clients reconnect after a random delay
+  // within stormDelayMs (socket.io-client: reconnectionDelay stormDelayMs/2, randomizationFactor 1).
+  stormRounds: Math.max(2, rounds - 1),
+  stormSessions: Math.round(1000 * scale),
+  stormSocketsPerSession: 5,
+  stormDelayMs: 1000,
   sweepSessions: Math.round(1000 * scale),
   sweepSocketsPerSession: 10,
   sweepIntervalMs: 3000,
@@ -51,12 +60,18 @@ const transports = {
   polling: { transports: ['polling', 'websocket'], upgrade: true }
 }
 
+// `refuses`: checked to refuse a socket without a session; `logout`: has POST /logout (fan-out).
+// The plugin's expiry sweep runs every 10 minutes in these servers (its own servers measure it):
+// at its default 30 s, a sweep's reads could fall into a reconnect storm's count of store reads.
+const mainSweep = '--validate-interval=600000'
 const variants = [
-  { key: 'a', name: 'bare Socket.IO (node:http, no session)', file: 'servers/bare.mjs', args: [], session: false },
-  { key: 'b', name: 'this plugin, in-memory store', file: 'servers/fastify.mjs', args: ['--store=memory'], session: true, plugin: true },
-  { key: 'c', name: 'Express 5 + express-session recipe', file: 'servers/express.mjs', args: [], session: true },
-  { key: 'd', name: 'this plugin, connect-redis store', file: 'servers/fastify.mjs', args: ['--store=redis'], session: true, plugin: true, redis: true }
+  { key: 'a', name: 'bare Socket.IO (node:http, no session)', short: 'bare Socket.IO', file: 'servers/bare.mjs', args: [], session: false, logout: true },
+  { key: 'b', name: 'this plugin, in-memory store', short: 'plugin, memory store', file: 'servers/fastify.mjs', args: ['--store=memory', mainSweep], session: true, plugin: true, refuses: true, logout: true },
+  { key: 'c', name: 'Express 5 + express-session recipe', short: 'Express recipe', file: 'servers/express.mjs', args: [], session: true, refuses: true, logout: true },
+  { key: 'd', name: 'this plugin, connect-redis store', short: 'plugin, Redis store', file: 'servers/fastify.mjs', args: ['--store=redis', mainSweep], session: true, plugin: true, redis: true, refuses: true, logout: true },
+  { key: 'e', name: 'decryptSession hand-wired in an engine.io middleware, in-memory store (nothing else)', short: 'decryptSession only', file: 'servers/fastify.mjs', args: ['--store=memory', '--handwired'], session: true }
 ]
+const others = ['b', 'c', 'd', 'e']
 
 // ---------------------------------------------------------------------------------------------
 // Child processes: every one started here is tracked and killed on the way out.
@@ -152,8 +167,21 @@ function freePort () {
   })
 }
 
+/** The installed versions of these packages (as the bench's servers resolve them). */
+function packageVersions (names) {
+  const out = {}
+  for (const name of names) {
+    try {
+      out[name] = JSON.parse(readFileSync(join(here, '..', 'node_modules', name, 'package.json'), 'utf8')).version
+    } catch {}
+  }
+  return out
+}
+
 async function startRedis () {
-  if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status !== 0) return null
+  const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
+  if (probe.status !== 0) return null
+  const version = /v=([\d.]+)/.exec(probe.stdout ?? '')?.[1]
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'bench-redis-'))
   const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
@@ -171,6 +199,7 @@ async function startRedis () {
   proc.stdout.resume()
   return {
     url: `redis://127.0.0.1:${port}`,
+    version,
     async stop () {
       if (proc.exitCode === null && proc.signalCode === null) {
         const exited = new Promise((resolve) => proc.once('exit', resolve))
@@ -206,8 +235,8 @@ async function startTarget (variant, redis, load, extraArgs = []) {
   const url = `http://127.0.0.1:${port}`
   const origin = url // the Host the client sends: the default origin check runs, and passes
   const target = { variant, server, url, origin, headers: { origin } }
-  if (variant.session) {
-    target.headers.cookie = await load.call('login', { url })
+  if (variant.session) target.headers.cookie = await load.call('login', { url })
+  if (variant.refuses) {
     const attempts = [{ url, transports: ['websocket'], headers: { origin } }]
     if (variant.plugin) attempts.push({ url, transports: ['websocket'], headers: { origin: 'http://evil.example', cookie: target.headers.cookie } })
     const refused = await load.call('refused', { attempts })
@@ -254,7 +283,7 @@ async function memoryPhase (target, loads, count) {
 
 async function fanoutPhase (target, load, count) {
   const { server, url, origin, variant } = target
-  let headers = { origin }
+  let headers = { ...target.headers } // bare: the same Cookie header, which it ignores
   let query
   if (variant.session) headers = { origin, cookie: await load.call('login', { url }) }
   else query = { room: '1' } // the bare server joins these sockets to the room its /logout disconnects
@@ -269,7 +298,99 @@ async function fanoutPhase (target, load, count) {
   return { ms: run.fanoutMs, cpuMs: (after.cpuUs - before.cpuUs) / 1000, responseMs: run.responseMs, sockets: run.count }
 }
 
-/** Runs `phase` for every target, `rounds` times, alternating: a b c d, a b c d, ... */
+/** Distinct sessions of a target (logged in once, then reused), `count` of them. */
+async function sessionsOf (target, load, count) {
+  target.cookies ??= []
+  if (target.cookies.length < count) {
+    const more = await load.call('loginMany', { url: target.url, headers: { origin: target.origin }, count: count - target.cookies.length, concurrency: 10 }, 300_000)
+    target.cookies.push(...more)
+  }
+  return target.cookies.slice(0, count)
+}
+
+/** Heap per open socket with one session per socket (bare: the same sockets, no session). */
+async function memoryPerSessionPhase (target, loads, count) {
+  const { server, url, origin, variant } = target
+  const cookies = variant.session ? await sessionsOf(target, loads[0], count) : undefined
+  const before = await server.call('mem', { clients: 0 })
+  const runs = await Promise.all(loads.map((load, i) => load.call('open', {
+    url,
+    headers: cookies === undefined ? target.headers : { origin },
+    cookies: cookies?.filter((_, j) => j % loads.length === i),
+    ...transports.websocket,
+    count: count / loads.length,
+    concurrency: config.concurrency / loads.length
+  }, 180_000)))
+  const opened = runs.reduce((s, r) => s + r.opened, 0)
+  const after = await server.call('mem', { clients: opened })
+  await Promise.all(loads.map((load) => load.call('closeAll')))
+  await server.call('clients', { clients: 0, timeoutMs: 30_000 })
+  return { sockets: opened, heap: (after.heapUsed - before.heapUsed) / opened, rss: (after.rss - before.rss) / opened }
+}
+
+/**
+ * Reconnect storm: stormSessions sessions × stormSocketsPerSession sockets (bare: as many sockets
+ * without a session), two client processes; the server drops every connection at once, the clients
+ * reconnect after a random delay within stormDelayMs. Measured: the time from the first drop to the
+ * last socket back, the handshake latency of the reconnections (attempt → connect), the server's CPU
+ * time, and the store reads per distinct session.
+ */
+async function stormPhase (target, loads) {
+  const { server, url, origin, variant } = target
+  const per = config.stormSocketsPerSession
+  const cookies = variant.session ? await sessionsOf(target, loads[0], config.stormSessions) : undefined
+  const reconnect = { reconnectionDelay: config.stormDelayMs / 2, reconnectionDelayMax: config.stormDelayMs, randomizationFactor: 1 }
+  const opened = await Promise.all(loads.map((load, i) => load.call('stormOpen', {
+    url,
+    headers: cookies === undefined ? target.headers : { origin },
+    cookies: cookies?.filter((_, j) => j % loads.length === i),
+    perCookie: per,
+    count: (config.stormSessions * per) / loads.length,
+    ...transports.websocket,
+    reconnect,
+    concurrency: config.concurrency / loads.length
+  }, 240_000)))
+  try {
+    const total = opened.reduce((s, r) => s + r.opened, 0)
+    await server.call('clients', { clients: total, timeoutMs: 60_000 })
+    await sleep(200)
+    const logging = variant.session ? await server.call('logReads', { on: true }) : undefined
+    const cpu0 = await server.call('cpu', { clients: total })
+    await server.call('dropAll')
+    const waits = await Promise.all(loads.map((load) => load.call('stormWait', { timeoutMs: 60_000 }, 90_000)))
+    const cpu1 = await server.call('cpu', { clients: total })
+    let reads
+    if (logging !== undefined) {
+      reads = await server.call('reads', { since: logging.now })
+      await server.call('logReads', { on: false })
+    }
+    const complete = waits.every((w) => w.complete)
+    if (!complete) log(`(${variant.key}) storm: ${waits.reduce((s, w) => s + w.back, 0)}/${total} back`)
+    const latencies = waits.flatMap((w) => w.latencies).sort((x, y) => x - y)
+    const sids = reads === undefined ? undefined : new Set(reads.reads.map(([, , sid]) => sid))
+    return {
+      sockets: total,
+      backMs: complete ? Math.max(...waits.map((w) => w.lastBack)) - Math.min(...waits.map((w) => w.firstDrop)) : NaN,
+      p50: percentile(latencies, 50),
+      p99: percentile(latencies, 99),
+      cpuMs: (cpu1.cpuUs - cpu0.cpuUs) / 1000,
+      reads: reads?.reads.length,
+      sessions: sids?.size,
+      readsPerSession: sids === undefined ? undefined : reads.reads.length / sids.size,
+      attempts: waits.reduce((s, w) => s + w.attempts, 0)
+    }
+  } finally {
+    await Promise.all(loads.map((load) => load.call('stormClose')))
+    await server.call('clients', { clients: 0, timeoutMs: 30_000 })
+  }
+}
+
+function percentile (sorted, p) {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]
+}
+
+/** Runs `phase` for every target, `rounds` times, alternating: a b c d e, a b c d e, ... */
 async function alternate (name, targets, rounds, phase, show, discard = 0) {
   const out = {}
   const t0 = performance.now()
@@ -291,6 +412,11 @@ async function measureAll (selected, redis) {
   const targets = []
   try {
     for (const variant of selected) targets.push(await startTarget(variant, redis, loads[0]))
+    // Bare Socket.IO gets the same Cookie header as the plugin, as a browser would send it: what it
+    // costs to receive and keep (about 130 bytes per socket) is then in the baseline, not in the ratio.
+    const bare = targets.find((t) => t.variant.key === 'a')
+    const plugin = targets.find((t) => t.variant.plugin)
+    if (bare !== undefined && plugin !== undefined) bare.headers.cookie = plugin.headers.cookie
     log(`servers up: ${targets.map((t) => `(${t.variant.key}) ${t.url}`).join(', ')}`)
 
     // Warm-up: JIT, pools, first-use allocations. Measured here: a fresh server needs about 3000
@@ -314,8 +440,13 @@ async function measureAll (selected, redis) {
     }
     results.memory = await alternate('memory per socket', targets, config.memoryRounds,
       (t) => memoryPhase(t, loads, config.memorySockets), 'heap')
-    results.fanout = await alternate('logout fan-out', targets, config.fanoutRounds,
+    results.memorySessions = await alternate('memory per socket, one session each', targets, config.memoryRounds,
+      (t) => memoryPerSessionPhase(t, loads, config.memorySockets), 'heap')
+    results.fanout = await alternate('logout fan-out', targets.filter((t) => t.variant.logout), config.fanoutRounds,
       (t) => fanoutPhase(t, loads[0], config.fanoutSockets), 'ms')
+    if (!cli['no-storm']) {
+      results.storm = await alternate('reconnect storm', targets, config.stormRounds, (t) => stormPhase(t, loads), 'backMs')
+    }
     results.refused = Object.fromEntries(targets.map((t) => [t.variant.key, t.refused]))
     return results
   } finally {
@@ -339,7 +470,7 @@ async function measureSweep (variant, redis) {
   const loads = [startChild('load.mjs'), startChild('load.mjs')]
   let target
   try {
-    target = await startTarget(variant, redis, loads[0], [`--validate-interval=${config.sweepIntervalMs}`])
+    target = await startTarget(variant, redis, loads[0], [`--validate-interval=${config.sweepIntervalMs}`, '--log-reads'])
     const { server, url, origin } = target
     const headers = { origin }
     const cookies = await loads[0].call('loginMany', { url, headers, count: config.sweepSessions, concurrency: 10 })
@@ -403,19 +534,26 @@ async function measureSweep (variant, redis) {
 // The report: per metric, (a)'s absolute value and the other variants' ratios to (a) of the same
 // round; the median over rounds, and the spread (min–max) over rounds.
 
+const storm = () => `${config.stormSessions * config.stormSocketsPerSession} sockets (${config.stormSessions} sessions × ${config.stormSocketsPerSession}), back within ${config.stormDelayMs / 1000} s`
+// `target`: the goal for the plugin's ratio to (a); `absolute`: a per-variant figure, not a ratio.
 const metrics = [
-  { label: 'server CPU per handshake, websocket (µs)', from: ['cpu_websocket', 'cpu'], target: 1.10, digits: 0 },
-  { label: 'server CPU per handshake, polling→websocket (µs)', from: ['cpu_polling', 'cpu'], target: 1.10, digits: 0 },
+  { label: 'server CPU per handshake, websocket (µs)', from: ['cpu_websocket', 'cpu'], target: 1.10, digits: 0, chart: 'CPU per handshake, websocket' },
+  { label: 'server CPU per handshake, polling→websocket (µs)', from: ['cpu_polling', 'cpu'], target: 1.10, digits: 0, chart: 'CPU per handshake, polling→websocket' },
   { label: 'handshakes/s, websocket, 50 in flight', from: ['cpu_websocket', 'cps'], digits: 0 },
   { label: 'handshakes/s, polling→websocket, 50 in flight', from: ['cpu_polling', 'cps'], digits: 0 },
   { label: 'handshake latency p50, websocket (ms)', from: ['latency_websocket', 'p50'], digits: 2 },
   { label: 'handshake latency p99, websocket (ms)', from: ['latency_websocket', 'p99'], digits: 2 },
   { label: 'handshake latency p50, polling (ms)', from: ['latency_polling', 'p50'], digits: 2 },
   { label: 'handshake latency p99, polling (ms)', from: ['latency_polling', 'p99'], digits: 2 },
-  { label: 'server heap per open socket (bytes)', from: ['memory', 'heap'], target: 1.12, digits: 0 },
-  { label: 'server RSS per open socket (bytes)', from: ['memory', 'rss'], digits: 0 },
-  { label: 'logout fan-out, 1000 sockets: request → last disconnect (ms)', from: ['fanout', 'ms'], target: 1.05, digits: 1 },
-  { label: 'logout fan-out, 1000 sockets: server CPU (ms)', from: ['fanout', 'cpuMs'], target: 1.05, digits: 1 }
+  { label: 'server heap per open socket, one session shared by all (bytes)', from: ['memory', 'heap'], target: 1.05, digits: 0, chart: 'heap per socket, shared session' },
+  { label: 'server heap per open socket, one session per socket (bytes)', from: ['memorySessions', 'heap'], target: 1.05, digits: 0, chart: 'heap per socket, a session each' },
+  { label: 'server RSS per open socket, one session shared by all (bytes)', from: ['memory', 'rss'], digits: 0 },
+  { label: 'logout fan-out, 1000 sockets: request → last disconnect (ms)', from: ['fanout', 'ms'], target: 1.05, digits: 1, chart: 'logout, 1000 sockets: wall time' },
+  { label: 'logout fan-out, 1000 sockets: server CPU (ms)', from: ['fanout', 'cpuMs'], target: 1.05, digits: 1, chart: 'logout, 1000 sockets: server CPU' },
+  { label: () => `reconnect storm, ${storm()}: first drop → last socket back (ms)`, from: ['storm', 'backMs'], digits: 0, chart: 'storm: time until all back' },
+  { label: () => 'reconnect storm: handshake latency p99 during the storm, attempt → connect (ms)', from: ['storm', 'p99'], digits: 1, chart: 'storm: handshake p99' },
+  { label: () => 'reconnect storm: server CPU, drop → all back (ms)', from: ['storm', 'cpuMs'], digits: 0, chart: 'storm: server CPU' },
+  { label: () => 'reconnect storm: store reads per distinct session (absolute)', from: ['storm', 'readsPerSession'], absolute: true, target: 1.05, digits: 2 }
 ]
 
 function fmt (value, digits = 2) {
@@ -423,31 +561,48 @@ function fmt (value, digits = 2) {
   return value.toFixed(digits)
 }
 
+const spreadOf = (values) => ({ median: median(values), min: Math.min(...values.filter(Number.isFinite)), max: Math.max(...values.filter(Number.isFinite)), runs: values })
+
 function summarize (results) {
   return metrics.map((m) => {
     const [group, field] = m.from
     const per = results[group] ?? {}
     const base = (per.a ?? []).map((r) => r[field])
-    const row = { metric: m.label, group, field, target: m.target, digits: m.digits, a: { median: median(base), min: Math.min(...base), max: Math.max(...base), runs: base } }
-    for (const k of ['b', 'c', 'd']) {
+    const label = typeof m.label === 'function' ? m.label() : m.label
+    const row = { metric: label, chart: m.chart, group, field, target: m.target, absolute: m.absolute === true, digits: m.digits, a: spreadOf(base) }
+    for (const k of others) {
       if (per[k] === undefined) continue
       const values = per[k].map((r) => r[field])
-      const ratios = values.map((v, i) => v / base[i])
-      row[k] = { ratio: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios), median: median(values), runs: values }
+      if (m.absolute) {
+        row[k] = { ...spreadOf(values), ratio: NaN }
+      } else {
+        const ratios = values.map((v, i) => v / base[i])
+        const s = spreadOf(ratios)
+        row[k] = { ratio: s.median, min: s.min, max: s.max, median: median(values), runs: values, ratios }
+      }
     }
     return row
   })
 }
 
-function table (rows, sweep) {
+function table (rows, sweep, present) {
   const lines = []
-  lines.push('| metric | (a) bare, absolute | (b)/(a) plugin, memory store | (c)/(a) Express recipe | (d)/(a) plugin, Redis store | spread over rounds (min–max) | target for (b), (d) |')
-  lines.push('|---|---:|---:|---:|---:|---|---|')
+  const heads = { b: '(b)/(a) plugin, memory store', c: '(c)/(a) Express recipe', d: '(d)/(a) plugin, Redis store', e: '(e)/(a) decryptSession only' }
+  const keys = others.filter((k) => present.has(k))
+  lines.push(`| metric | (a) bare, absolute | ${keys.map((k) => heads[k]).join(' | ')} | spread over rounds (min–max) | target for (b), (d) |`)
+  lines.push(`|---|---:|${keys.map(() => '---:|').join('')}---|---|`)
   for (const r of rows) {
+    if (keys.every((k) => r[k] === undefined) && !Number.isFinite(r.a.median)) continue
+    if (r.absolute) {
+      const cell = (k) => (r[k] === undefined || !Number.isFinite(r[k].median) ? 'n/a' : fmt(r[k].median, r.digits))
+      const spread = keys.filter((k) => Number.isFinite(r[k]?.median)).map((k) => `${k} ${fmt(r[k].min, r.digits)}–${fmt(r[k].max, r.digits)}`)
+      lines.push(`| ${r.metric} | n/a | ${keys.map(cell).join(' | ')} | ${spread.join('; ')} | ${r.target === undefined ? '' : `≤ ${r.target.toFixed(2)}`} |`)
+      continue
+    }
     const cell = (k) => (r[k] === undefined ? 'n/a' : `${fmt(r[k].ratio)}×`)
     const spread = [`a ${fmt(r.a.min, r.digits)}–${fmt(r.a.max, r.digits)}`]
-    for (const k of ['b', 'c', 'd']) if (r[k] !== undefined) spread.push(`${k} ${fmt(r[k].min)}–${fmt(r[k].max)}`)
-    lines.push(`| ${r.metric} | ${fmt(r.a.median, r.digits)} | ${cell('b')} | ${cell('c')} | ${cell('d')} | ${spread.join('; ')} | ${r.target === undefined ? '' : `≤ ${r.target.toFixed(2)}×`} |`)
+    for (const k of keys) if (r[k] !== undefined) spread.push(`${k} ${fmt(r[k].min)}–${fmt(r[k].max)}`)
+    lines.push(`| ${r.metric} | ${fmt(r.a.median, r.digits)} | ${keys.map(cell).join(' | ')} | ${spread.join('; ')} | ${r.target === undefined ? '' : `≤ ${r.target.toFixed(2)}×`} |`)
   }
   if (sweep !== undefined) {
     const all = (k) => (sweep[k]?.sweeps ?? [])
@@ -455,10 +610,11 @@ function table (rows, sweep) {
     const spread = (f, digits) => ['b', 'd'].filter((k) => all(k).length > 0)
       .map((k) => `${k} ${fmt(Math.min(...all(k).map((s) => s[f])), digits)}–${fmt(Math.max(...all(k).map((s) => s[f])), digits)} (${all(k).length} sweeps)`).join('; ')
     const size = `${config.sweepSessions * config.sweepSocketsPerSession} sockets over ${config.sweepSessions} sessions`
-    lines.push(`| sweep, ${size}: store reads per distinct session (absolute) | n/a | ${cell('b', 'readsPerSession', 2)} | n/a | ${cell('d', 'readsPerSession', 2)} | ${spread('readsPerSession', 2)} | ≤ 1 |`)
-    lines.push(`| sweep, ${size}: max event-loop delay during a sweep (ms, absolute) | n/a | ${cell('b', 'maxDelayMs', 1)} | n/a | ${cell('d', 'maxDelayMs', 1)} | ${spread('maxDelayMs', 1)} | ≤ 10 ms |`)
-    const baseline = (k) => (sweep[k] === undefined ? 'n/a' : fmt(sweep[k].baselineMaxDelayMs, 1))
-    lines.push(`| same server between sweeps: max event-loop delay (ms, absolute; GC and machine noise) | n/a | ${baseline('b')} | n/a | ${baseline('d')} | | |`)
+    const row = (label, f, digits, target) => `| ${label} | n/a | ${keys.map((k) => (k === 'b' || k === 'd' ? cell(k, f, digits) : 'n/a')).join(' | ')} | ${spread(f, digits)} | ${target} |`
+    lines.push(row(`sweep, ${size}: store reads per distinct session (absolute)`, 'readsPerSession', 2, '≤ 1'))
+    lines.push(row(`sweep, ${size}: max event-loop delay during a sweep (ms, absolute)`, 'maxDelayMs', 1, '≤ 10 ms'))
+    const baseline = (k) => (sweep[k] === undefined || (k !== 'b' && k !== 'd') ? 'n/a' : fmt(sweep[k].baselineMaxDelayMs, 1))
+    lines.push(`| same server between sweeps: max event-loop delay (ms, absolute; GC and machine noise) | n/a | ${keys.map(baseline).join(' | ')} | | |`)
   }
   return lines.join('\n')
 }
@@ -489,17 +645,27 @@ try {
 if (!doSweep && !cli['no-sweep']) log('the plugin has no expiry sweep yet (no sweep module in dist/): the sweep rows are left out')
 
 const rows = summarize(results)
-const markdown = table(rows, doSweep ? sweep : undefined)
+const present = new Set(selected.map((v) => v.key))
+const markdown = table(rows, doSweep ? sweep : undefined, present)
 const machine = {
   nproc: cpus().length,
   cpu: cpus()[0]?.model,
+  mhz: cpus()[0]?.speed,
+  memoryGB: Math.round(totalmem() / 2 ** 30),
+  os: `${type()} ${release()}`,
   node: process.version,
-  platform: `${process.platform} ${process.arch}`
+  platform: `${process.platform} ${process.arch}`,
+  loadavg: loadavg().map((l) => Number(l.toFixed(2)))
 }
+const versions = packageVersions(['socket.io', 'engine.io', 'ws', 'fastify', '@fastify/session', '@fastify/cookie', 'express', 'express-session', 'connect-redis', 'redis', 'socket.io-client'])
+if (redis !== null) versions['redis-server'] = redis.version
+const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: here, encoding: 'utf8' }).stdout?.trim() || undefined
 const elapsedS = (performance.now() - started) / 1000
-const report = { date: new Date().toISOString(), elapsedS, machine, config, variants: Object.fromEntries(selected.map((v) => [v.key, v.name])), rows, results, sweep, markdown }
+const report = { date: new Date().toISOString(), elapsedS, commit, machine, versions, config, variants: Object.fromEntries(selected.map((v) => [v.key, v.name])), rows, results, sweep, markdown }
+const svg = renderChart({ rows, variants: selected, machine, versions, date: report.date, commit, rounds: config.rounds })
 mkdirSync(join(here, 'results'), { recursive: true })
 writeFileSync(join(here, 'results', 'latest.json'), JSON.stringify(report, null, 2) + '\n')
 writeFileSync(join(here, 'results', 'latest.md'), markdown + '\n')
+writeFileSync(join(here, 'results', 'latest.svg'), svg)
 console.log(markdown)
-console.log(`\n${machine.nproc} × ${machine.cpu}, Node ${machine.node}; ${config.rounds} rounds; ${elapsedS.toFixed(0)} s; bench/results/latest.json`)
+console.log(`\n${machine.nproc} × ${machine.cpu}, Node ${machine.node}; ${config.rounds} rounds; ${elapsedS.toFixed(0)} s; bench/results/latest.json, latest.md, latest.svg`)

@@ -109,6 +109,13 @@ export function serveControl ({ io, close, extra = {} }) {
       await collectGarbage()
       return { settled, path: writeHeapSnapshot(path), heapUsed: process.memoryUsage().heapUsed }
     },
+    // Closes every connection at once, as a transport drop does: clients see 'transport close' and
+    // reconnect (with their reconnection on).
+    async dropAll () {
+      const clients = Object.values(io.engine.clients)
+      for (const client of clients) client.close()
+      return { dropped: clients.length }
+    },
     async exit () {
       setImmediate(async () => {
         try { await close() } finally { process.exit(0) }
@@ -137,10 +144,11 @@ export function answerCommands (commands) {
 }
 
 /** Listens on a free loopback port with a node:http server and its Socket.IO server, and serves the commands. */
-export function listenWithControl (server, io) {
+export function listenWithControl (server, io, extra = {}) {
   server.listen(0, '127.0.0.1', () => {
     serveControl({
       io,
+      extra,
       close: async () => {
         io.engine.close()
         await io.close()

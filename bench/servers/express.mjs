@@ -9,9 +9,13 @@ import session from 'express-session'
 import { createServer } from 'node:http'
 import { Server } from 'socket.io'
 import { listenWithControl } from './control.mjs'
+import { logStore } from './store-log.mjs'
 
+const store = new session.MemoryStore()
+const storeCommands = logStore(store)
 const app = express()
 const sessionMiddleware = session({
+  store,
   secret: 'a secret with at least 32 characters of entropy',
   resave: false,
   saveUninitialized: false,
@@ -54,4 +58,4 @@ io.on('connection', (socket) => {
   socket.join(`session:${socket.request.session.id}`)
 })
 
-listenWithControl(server, io)
+listenWithControl(server, io, storeCommands)

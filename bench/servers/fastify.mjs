@@ -2,19 +2,26 @@
 // or connect-redis (--store=redis --redis=redis://127.0.0.1:port), `authorize` on and the default
 // origin check. POST /login stores a user in the session, POST /logout calls reply.logout().
 // --validate-interval=ms sets the plugin's expiry sweep (left to its default otherwise).
-// The store's reads are counted (get, and any bulk read a sweep may use).
+// (e) with --handwired: no plugin, a Socket.IO server on the same Fastify server and nothing but
+// `fastify.decryptSession` in an engine.io middleware, on the handshake only (what @fastify/session
+// costs by itself, without authorization, origin check, rooms or lifecycle; it refuses nothing).
+// The store's reads and writes are counted (store-log.mjs); recorded one by one with --log-reads.
 import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
 import Fastify from 'fastify'
 import fastifySocketIoSession from 'fastify-socket.io-session'
 import { parseArgs } from 'node:util'
+import { Server } from 'socket.io'
 import { ready, serveControl } from './control.mjs'
+import { logStore } from './store-log.mjs'
 
 const { values: args } = parseArgs({
   options: {
     store: { type: 'string', default: 'memory' },
     redis: { type: 'string' },
-    'validate-interval': { type: 'string' }
+    'validate-interval': { type: 'string' },
+    handwired: { type: 'boolean', default: false },
+    'log-reads': { type: 'boolean', default: false }
   }
 })
 
@@ -31,26 +38,7 @@ if (args.store === 'redis') {
   store = new fastifySession.MemoryStore()
 }
 
-// Counts every read of the store (one entry per call, with its time and session id) and every write.
-const reads = []
-const writes = []
-for (const name of ['set', 'touch', 'destroy']) {
-  const original = store[name]
-  if (typeof original !== 'function') continue
-  store[name] = function countedWrite (...params) {
-    if (writes.length < 1_000_000) writes.push({ t: performance.now(), method: name })
-    return original.apply(this, params)
-  }
-}
-const readMethods = ['get', 'all', 'mget', 'getMany', 'getAll']
-for (const name of readMethods) {
-  const original = store[name]
-  if (typeof original !== 'function') continue
-  store[name] = function countedRead (...params) {
-    if (reads.length < 1_000_000) reads.push({ t: performance.now(), method: name, sid: typeof params[0] === 'string' ? params[0] : undefined })
-    return original.apply(this, params)
-  }
-}
+const storeCommands = logStore(store, { log: args['log-reads'] })
 
 const app = Fastify({ logger: false })
 await app.register(fastifyCookie)
@@ -64,39 +52,42 @@ const pluginOptions = {
   authorize: (session) => session.get('user') !== undefined
 }
 if (args['validate-interval'] !== undefined) pluginOptions.validateInterval = Number(args['validate-interval'])
-await app.register(fastifySocketIoSession, pluginOptions)
+let io
+if (args.handwired) {
+  io = new Server(app.server)
+  app.addHook('preClose', (done) => { io.engine.close(); done() })
+  app.addHook('onClose', async () => { await io.close() })
+  io.engine.use((req, res, next) => {
+    if (req._query.sid !== undefined) return next() // the handshake only
+    const signed = app.parseCookie(req.headers.cookie ?? '').sessionId ?? ''
+    app.decryptSession(signed, req, next)
+  })
+} else {
+  await app.register(fastifySocketIoSession, pluginOptions)
+}
 
 app.post('/login', async (request) => {
   request.session.set('user', { id: Math.random().toString(36).slice(2) })
   return 'ok'
 })
-app.post('/logout', async (request, reply) => {
-  await reply.logout()
-  return 'ok'
-})
+if (!args.handwired) {
+  app.post('/logout', async (request, reply) => {
+    await reply.logout()
+    return 'ok'
+  })
+}
 
 await app.ready()
-app.io.of('/chat') // a second namespace: the logout covers every namespace
+io ??= app.io
+io.of('/chat') // a second namespace: the logout covers every namespace
 await app.listen({ port: 0, host: '127.0.0.1' })
 
 serveControl({
-  io: app.io,
+  io,
   close: async () => {
     await app.close()
     if (redisClient !== undefined) await redisClient.quit()
   },
-  extra: {
-    // The reads (with the session ids read) and writes since `since` (performance.now() of this process).
-    async reads ({ since = 0 }) {
-      return {
-        now: performance.now(),
-        reads: reads.filter((r) => r.t >= since).map((r) => [r.t, r.method, r.sid]),
-        writes: writes.filter((w) => w.t >= since).map((w) => [w.t, w.method])
-      }
-    },
-    async now () {
-      return { now: performance.now() }
-    }
-  }
+  extra: storeCommands
 })
-ready(app.server.address().port, { pluginOptions: Object.keys(pluginOptions) })
+ready(app.server.address().port, { pluginOptions: args.handwired ? null : Object.keys(pluginOptions) })
