@@ -187,8 +187,10 @@ export function sessionFactoryOf (fresh: FastifySessionObject, standardSigner: (
     signer,
     standardSigner: standardSigner(signer),
     restore (request, data, sessionId, signed, hash, options) {
-      const encrypted = (data[kSessionId] === sessionId && data[kEncrypted]) || signed || signer.sign(sessionId)
-      const result = new RestoredSession(request, sessionId, encrypted, options.own, new Cookie(options.merged, request))
+      // A memory store's session carries its id and signed id: the same strings, shared rather than copied.
+      const stored = data[kSessionId] === sessionId
+      const encrypted = (stored && data[kEncrypted]) || signed || signer.sign(sessionId)
+      const result = new RestoredSession(request, stored ? data[kSessionId] : sessionId, encrypted, options.own, new Cookie(options.merged, request))
       for (const key in data) {
         if (key !== 'cookie' && key !== 'sessionId' && key !== 'encryptedSessionId') result[key] = data[key]
       }
