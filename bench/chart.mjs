@@ -32,7 +32,7 @@ export function renderChart ({ rows, variants, machine, versions, date, commit, 
   // The ratio axis: from below the lowest whisker to above the highest, 1 always inside.
   const all = ratioRows.flatMap((r) => keys.flatMap((k) => (r[k] === undefined ? [] : [r[k].min, r[k].max, r[k].ratio]))).filter(Number.isFinite)
   const lo = Math.min(0.8, Math.floor((Math.min(...all, 1) - 0.05) * 10) / 10)
-  const hi = Math.min(3, Math.max(1.4, Math.ceil((Math.max(...all, 1) + 0.05) * 10) / 10))
+  const hi = Math.min(2, Math.max(1.4, Math.ceil((Math.max(...all, 1) + 0.05) * 10) / 10))
   const x = (v) => plotX0 + ((Math.min(Math.max(v, lo), hi) - lo) / (hi - lo)) * (plotX1 - plotX0)
 
   const out = []
@@ -42,9 +42,12 @@ export function renderChart ({ rows, variants, machine, versions, date, commit, 
   const machineLine = `${machine.nproc} vCPU ${machine.cpu ?? ''}${machine.mhz ? ` (${machine.mhz} MHz)` : ''}, ${machine.memoryGB ?? '?'} GB, ${machine.os ?? machine.platform}, Node.js ${machine.node}; ${date?.slice(0, 10) ?? ''}${commit ? `, commit ${commit}` : ''}; ${rounds} rounds (CPU: ${rounds * 2})`
   out.push(`<text x="${labelX}" y="${y}" font-size="11" fill="#444" ${font}>${esc(machineLine)}</text>`)
   y += 14
-  const versionLine = Object.entries(versions ?? {}).map(([k, v]) => `${k} ${v}`).join(', ')
-  out.push(`<text x="${labelX}" y="${y}" font-size="11" fill="#444" ${font}>${esc(versionLine)}</text>`)
-  y += 20
+  const versionList = Object.entries(versions ?? {}).map(([k, v]) => `${k} ${v}`)
+  for (let i = 0; i < versionList.length; i += 7) {
+    out.push(`<text x="${labelX}" y="${y}" font-size="11" fill="#444" ${font}>${esc(versionList.slice(i, i + 7).join(', '))}</text>`)
+    y += 14
+  }
+  y += 6
 
   // Legend.
   let lx = labelX
@@ -54,7 +57,8 @@ export function renderChart ({ rows, variants, machine, versions, date, commit, 
     out.push(`<text x="${lx + 16}" y="${y}" font-size="12" ${font}>${esc(label)}</text>`)
     lx += 30 + label.length * 6.6
   }
-  out.push(`<text x="${lx + 10}" y="${y}" font-size="11" fill="#444" ${font}>bar: median of the rounds; whisker: lowest–highest round; dashed: goal</text>`)
+  y += 16
+  out.push(`<text x="${labelX}" y="${y}" font-size="11" fill="#444" ${font}>bar: ratio to bare Socket.IO in the same round, median of the rounds; whisker: lowest–highest round (→: beyond the axis); dashed: goal</text>`)
   y += 16
 
   // Axis.
@@ -66,7 +70,7 @@ export function renderChart ({ rows, variants, machine, versions, date, commit, 
   const body = []
   for (const r of ratioRows) {
     body.push(`<text x="${labelX}" y="${y + 12}" font-size="12" font-weight="600" ${font}>${esc(r.chart)}</text>`)
-    body.push(`<text x="${plotX0 - 8}" y="${y + 12}" font-size="10" fill="#555" text-anchor="end" ${font}>bare: ${esc(formatAbsolute(r.a.median, r))}</text>`)
+    body.push(`<text x="${plotX1}" y="${y + 12}" font-size="10" fill="#555" text-anchor="end" ${font}>bare Socket.IO: ${esc(formatAbsolute(r.a.median, r))}</text>`)
     const top = y
     y += headerH
     for (const k of keys) {
@@ -85,7 +89,7 @@ export function renderChart ({ rows, variants, machine, versions, date, commit, 
           body.push(`<line x1="${a.toFixed(1)}" y1="${cy - 4}" x2="${a.toFixed(1)}" y2="${cy + 4}" stroke="#222" stroke-width="1"/>`)
           body.push(`<line x1="${b.toFixed(1)}" y1="${cy - 4}" x2="${b.toFixed(1)}" y2="${cy + 4}" stroke="#222" stroke-width="1"/>`)
         }
-        const clipped = cell.max > hi ? ' →' : ''
+        const clipped = cell.max > hi || m > hi ? ' →' : ''
         body.push(`<text x="${plotX1 + 6}" y="${cy + 4}" font-size="11" ${font}>${n2(m)}×${clipped}</text>`)
       }
       body.push(`<text x="${plotX0 - 8}" y="${cy + 4}" font-size="11" fill="${colors[k]}" text-anchor="end" ${font}>(${k})</text>`)
@@ -113,6 +117,7 @@ export function renderChart ({ rows, variants, machine, versions, date, commit, 
       const max = Math.max(...keys.map((k) => r[k]?.max).filter(Number.isFinite), r.target ?? 1) * 1.1
       const ax = (v) => plotX0 + (Math.max(0, v) / max) * (plotX1 - plotX0)
       out.push(`<text x="${labelX}" y="${y + 12}" font-size="12" font-weight="600" ${font}>${esc(r.metric)}</text>`)
+      y += headerH
       const top = y
       y += headerH
       for (const k of keys) {

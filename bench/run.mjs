@@ -3,7 +3,8 @@
 // an engine.io middleware (e), side by side, in rounds (a b c d e, a b c d e, ...) so that the noise
 // of a shared machine spreads evenly. Each server under test runs in its own child process and
 // measures itself; the load generator is another child. Writes the table and an SVG chart.
-// Usage: node bench/run.mjs [--rounds 3] [--quick] [--only b,c] [--no-sweep | --sweep | --only-sweep] [--no-storm]
+// Usage: node bench/run.mjs [--rounds 3] [--quick] [--only b,c] [--no-sweep | --sweep | --only-sweep]
+//        [--phases cpu,latency,memory,fanout,storm] (default: all)
 import { fork, spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -23,11 +24,12 @@ const { values: cli } = parseArgs({
     'no-sweep': { type: 'boolean', default: false },
     sweep: { type: 'boolean', default: false },
     'only-sweep': { type: 'boolean', default: false },
-    'no-storm': { type: 'boolean', default: false }
+    phases: { type: 'string', default: 'cpu,latency,memory,fanout,storm' }
   }
 })
 
 const scale = cli.quick ? 0.2 : 1
+const phases = new Set(cli.phases.split(','))
 const rounds = Math.max(2, Math.min(6, Number(cli.rounds) || 3))
 const config = {
   rounds,
@@ -44,7 +46,8 @@ const config = {
   memorySockets: Math.round(5000 * scale),
   fanoutSockets: 1000,
   // Reconnect storm: every connection dropped at once; the clients reconnect after a random delay
-  // within stormDelayMs (socket.io-client: reconnectionDelay stormDelayMs/2, randomizationFactor 1).
+  // within stormDelayMs (socket.io-client: reconnectionDelay stormDelayMs/2, randomizationFactor 1),
+  // or all at once (no delay: the thundering herd of a restart).
   stormRounds: Math.max(2, rounds - 1),
   stormSessions: Math.round(1000 * scale),
   stormSocketsPerSession: 5,
@@ -335,11 +338,13 @@ async function memoryPerSessionPhase (target, loads, count) {
  * last socket back, the handshake latency of the reconnections (attempt → connect), the server's CPU
  * time, and the store reads per distinct session.
  */
-async function stormPhase (target, loads) {
+async function stormPhase (target, loads, delayMs) {
   const { server, url, origin, variant } = target
   const per = config.stormSocketsPerSession
   const cookies = variant.session ? await sessionsOf(target, loads[0], config.stormSessions) : undefined
-  const reconnect = { reconnectionDelay: config.stormDelayMs / 2, reconnectionDelayMax: config.stormDelayMs, randomizationFactor: 1 }
+  const reconnect = delayMs > 0
+    ? { reconnectionDelay: delayMs / 2, reconnectionDelayMax: delayMs, randomizationFactor: 1 }
+    : { reconnectionDelay: 0, reconnectionDelayMax: 0, randomizationFactor: 0 }
   const opened = await Promise.all(loads.map((load, i) => load.call('stormOpen', {
     url,
     headers: cookies === undefined ? target.headers : { origin },
@@ -430,22 +435,30 @@ async function measureAll (selected, redis) {
     }
 
     const results = {}
+    const run = (phase) => phases.has(phase)
     for (const transport of Object.keys(transports)) {
+      if (!run('cpu')) break
       results[`cpu_${transport}`] = await alternate(`CPU/handshake ${transport}`, targets, config.cpuRounds,
         (t) => cpuPhase(t, loads[0], transport, config.cpuHandshakes[transport]), 'cpu', config.cpuWarmupRounds)
     }
     for (const transport of Object.keys(transports)) {
+      if (!run('latency')) break
       results[`latency_${transport}`] = await alternate(`latency ${transport}`, targets, config.rounds,
         (t) => latencyPhase(t, loads[0], transport, config.latencyHandshakes), 'p50')
     }
-    results.memory = await alternate('memory per socket', targets, config.memoryRounds,
-      (t) => memoryPhase(t, loads, config.memorySockets), 'heap')
-    results.memorySessions = await alternate('memory per socket, one session each', targets, config.memoryRounds,
-      (t) => memoryPerSessionPhase(t, loads, config.memorySockets), 'heap')
-    results.fanout = await alternate('logout fan-out', targets.filter((t) => t.variant.logout), config.fanoutRounds,
-      (t) => fanoutPhase(t, loads[0], config.fanoutSockets), 'ms')
-    if (!cli['no-storm']) {
-      results.storm = await alternate('reconnect storm', targets, config.stormRounds, (t) => stormPhase(t, loads), 'backMs')
+    if (run('memory')) {
+      results.memory = await alternate('memory per socket', targets, config.memoryRounds,
+        (t) => memoryPhase(t, loads, config.memorySockets), 'heap')
+      results.memorySessions = await alternate('memory per socket, one session each', targets, config.memoryRounds,
+        (t) => memoryPerSessionPhase(t, loads, config.memorySockets), 'heap')
+    }
+    if (run('fanout')) {
+      results.fanout = await alternate('logout fan-out', targets.filter((t) => t.variant.logout), config.fanoutRounds,
+        (t) => fanoutPhase(t, loads[0], config.fanoutSockets), 'ms')
+    }
+    if (run('storm')) {
+      results.storm = await alternate('reconnect storm, back within 1 s', targets, config.stormRounds, (t) => stormPhase(t, loads, config.stormDelayMs), 'backMs')
+      results.stormAtOnce = await alternate('reconnect storm, all at once', targets, config.stormRounds, (t) => stormPhase(t, loads, 0), 'backMs')
     }
     results.refused = Object.fromEntries(targets.map((t) => [t.variant.key, t.refused]))
     return results
@@ -534,7 +547,8 @@ async function measureSweep (variant, redis) {
 // The report: per metric, (a)'s absolute value and the other variants' ratios to (a) of the same
 // round; the median over rounds, and the spread (min–max) over rounds.
 
-const storm = () => `${config.stormSessions * config.stormSocketsPerSession} sockets (${config.stormSessions} sessions × ${config.stormSocketsPerSession}), back within ${config.stormDelayMs / 1000} s`
+const stormSize = () => `${config.stormSessions * config.stormSocketsPerSession} sockets (${config.stormSessions} sessions × ${config.stormSocketsPerSession})`
+const storm = () => `${stormSize()}, back within ${config.stormDelayMs / 1000} s`
 // `target`: the goal for the plugin's ratio to (a); `absolute`: a per-variant figure, not a ratio.
 const metrics = [
   { label: 'server CPU per handshake, websocket (µs)', from: ['cpu_websocket', 'cpu'], target: 1.10, digits: 0, chart: 'CPU per handshake, websocket' },
@@ -550,10 +564,14 @@ const metrics = [
   { label: 'server RSS per open socket, one session shared by all (bytes)', from: ['memory', 'rss'], digits: 0 },
   { label: 'logout fan-out, 1000 sockets: request → last disconnect (ms)', from: ['fanout', 'ms'], target: 1.05, digits: 1, chart: 'logout, 1000 sockets: wall time' },
   { label: 'logout fan-out, 1000 sockets: server CPU (ms)', from: ['fanout', 'cpuMs'], target: 1.05, digits: 1, chart: 'logout, 1000 sockets: server CPU' },
-  { label: () => `reconnect storm, ${storm()}: first drop → last socket back (ms)`, from: ['storm', 'backMs'], digits: 0, chart: 'storm: time until all back' },
-  { label: () => 'reconnect storm: handshake latency p99 during the storm, attempt → connect (ms)', from: ['storm', 'p99'], digits: 1, chart: 'storm: handshake p99' },
-  { label: () => 'reconnect storm: server CPU, drop → all back (ms)', from: ['storm', 'cpuMs'], digits: 0, chart: 'storm: server CPU' },
-  { label: () => 'reconnect storm: store reads per distinct session (absolute)', from: ['storm', 'readsPerSession'], absolute: true, target: 1.05, digits: 2 }
+  { label: () => `reconnect storm, ${storm()}: first drop → last socket back (ms)`, from: ['storm', 'backMs'], digits: 0, chart: 'storm within 1 s: time until all back' },
+  { label: () => 'reconnect storm: handshake latency p99 during the storm, attempt → connect (ms)', from: ['storm', 'p99'], digits: 1, chart: 'storm within 1 s: handshake p99' },
+  { label: () => 'reconnect storm: server CPU, drop → all back (ms)', from: ['storm', 'cpuMs'], digits: 0, chart: 'storm within 1 s: server CPU' },
+  { label: () => 'reconnect storm: store reads per distinct session (absolute)', from: ['storm', 'readsPerSession'], absolute: true, target: 1.05, digits: 2 },
+  { label: () => `reconnect storm, ${stormSize()}, all back at once (no delay): first drop → last socket back (ms)`, from: ['stormAtOnce', 'backMs'], digits: 0, chart: 'storm at once: time until all back' },
+  { label: () => 'reconnect storm at once: handshake latency p99, attempt → connect (ms)', from: ['stormAtOnce', 'p99'], digits: 1, chart: 'storm at once: handshake p99' },
+  { label: () => 'reconnect storm at once: server CPU, drop → all back (ms)', from: ['stormAtOnce', 'cpuMs'], digits: 0, chart: 'storm at once: server CPU' },
+  { label: () => 'reconnect storm at once: store reads per distinct session (absolute)', from: ['stormAtOnce', 'readsPerSession'], absolute: true, target: 1.05, digits: 2 }
 ]
 
 function fmt (value, digits = 2) {
