@@ -4,11 +4,10 @@ import { createServer } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import { Server } from 'socket.io'
 import { createAdapter } from '@socket.io/redis-adapter'
-import type { Socket as ClientSocket } from 'socket.io-client'
 import type { FastifySessionObject } from '@fastify/session'
 import type { FastifySocketIoSessionOptions, SessionSocket } from '../types/index'
-import { connect, once, sleep, transportModes } from './helpers/client'
-import { login, me } from './helpers/server'
+import { askUntil, connect, once, transportModes } from './helpers/client'
+import { login, me, post } from './helpers/server'
 import { adapterClientOptions, adapterReady, closeClient, redisClient, skipWithoutRedis, startRedis, startRedisNode, type RedisNode, type RedisServer } from './helpers/redis'
 
 const authorize = (session: FastifySessionObject): boolean => session.user !== undefined
@@ -41,24 +40,6 @@ async function startNode (t: Test, redis: RedisServer, name: string, options: Fa
   return node
 }
 
-async function post (url: string, cookie: string, body?: unknown): Promise<void> {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { cookie, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body)
-  })
-  if (!response.ok) throw new Error(`${url} answered ${response.status}`)
-}
-
-async function eventually (socket: ClientSocket, check: (seen: Seen) => boolean): Promise<Seen> {
-  let seen = await socket.emitWithAck('whoami') as Seen
-  for (let i = 0; i < 40 && !check(seen); i++) {
-    await sleep(25)
-    seen = await socket.emitWithAck('whoami') as Seen
-  }
-  return seen
-}
-
 /** How many GET commands Redis has served: the session store's reads (the adapter sends none). */
 async function redisGets (node: RedisNode): Promise<number> {
   const stats = await node.pubClient.info('commandstats')
@@ -82,7 +63,7 @@ t.test('two nodes on Redis: live authority', { skip: skipWithoutRedis }, async (
       const reads = await redisGets(a)
       await post(`${a.url}/note`, cookie, { note: `from HTTP, ${name}` })
       for (const socket of open) {
-        t.equal((await eventually(socket, (seen) => seen.note === `from HTTP, ${name}`)).note, `from HTTP, ${name}`)
+        t.equal((await askUntil<Seen>(socket, 'whoami', (seen) => seen.note === `from HTTP, ${name}`)).note, `from HTTP, ${name}`)
       }
       t.equal(await redisGets(a) - reads, 2, 'the request\'s own load on A, and one reload on B for its two sockets')
     })
@@ -107,7 +88,7 @@ t.test('two nodes on Redis: live authority', { skip: skipWithoutRedis }, async (
     const onA = await connect(t, a.url, { cookie })
     const onB = await connect(t, b.url, { cookie, namespace: '/chat' })
     await onA.emitWithAck('note', 'from a socket on A')
-    t.equal((await eventually(onB, (seen) => seen.note === 'from a socket on A')).note, 'from a socket on A')
+    t.equal((await askUntil<Seen>(onB, 'whoami', (seen) => seen.note === 'from a socket on A')).note, 'from a socket on A')
   })
 
   t.test('a save that finds the session gone from the store ends its sockets on every node at once', async (t) => {

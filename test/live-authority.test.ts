@@ -3,8 +3,8 @@ import type { Test } from 'tap'
 import type { Socket as ClientSocket } from 'socket.io-client'
 import type { FastifySessionObject } from '@fastify/session'
 import type { FastifySocketIoSessionOptions, SessionSocket } from '../types/index'
-import { connect, once, sleep, transportModes, type Transports } from './helpers/client'
-import { captureLogs, login, logout, me, startServer, type TestServer } from './helpers/server'
+import { askUntil, connect, once, sleep, transportModes, type Transports } from './helpers/client'
+import { captureLogs, login, logout, me, post, startServer, type TestServer } from './helpers/server'
 import { TestStore } from './helpers/store'
 
 const authorize = (session: FastifySessionObject): boolean => session.user !== undefined
@@ -46,25 +46,6 @@ async function setup (t: Test, options: FastifySocketIoSessionOptions = {}, sess
   return { ...server, store }
 }
 
-async function post (url: string, cookie: string, body?: unknown): Promise<void> {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { cookie, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body)
-  })
-  if (!response.ok) throw new Error(`${url} answered ${response.status}`)
-}
-
-/** Asks the socket until `check` holds (bounded: 40 tries, 25 ms apart), and returns the last answer. */
-async function eventually (socket: ClientSocket, check: (seen: Seen) => boolean): Promise<Seen> {
-  let seen = await socket.emitWithAck('whoami') as Seen
-  for (let i = 0; i < 40 && !check(seen); i++) {
-    await sleep(25)
-    seen = await socket.emitWithAck('whoami') as Seen
-  }
-  return seen
-}
-
 /** The end event and the disconnect reason, in the order the client got them. */
 function ending (socket: ClientSocket, event = 'session:end'): Promise<{ order: string[], payload: unknown, reason: string }> {
   const order: string[] = []
@@ -86,7 +67,7 @@ for (const { name, transports } of transportModes) {
     const open = await sockets(t, server.url, cookie, transports)
     await post(`${server.url}/note`, cookie, { note: 'from HTTP' })
     for (const socket of open) {
-      t.same(await eventually(socket, (seen) => seen.note === 'from HTTP'), { user: 'Ada', note: 'from HTTP', rooms: ['user:id-Ada'] })
+      t.same(await askUntil<Seen>(socket, 'whoami', (seen) => seen.note === 'from HTTP'), { user: 'Ada', note: 'from HTTP', rooms: ['user:id-Ada'] })
     }
   })
 
@@ -108,7 +89,7 @@ for (const { name, transports } of transportModes) {
     const cookie = await login(server.url, 'Ada')
     const [socket] = await sockets(t, server.url, cookie, transports)
     await post(`${server.url}/switch`, cookie, { name: 'Bob' })
-    t.same(await eventually(socket, (seen) => seen.user === 'Bob'), { user: 'Bob', note: null, rooms: ['user:id-Bob'] })
+    t.same(await askUntil<Seen>(socket, 'whoami', (seen) => seen.user === 'Bob'), { user: 'Bob', note: null, rooms: ['user:id-Bob'] })
     const received = once(socket, 'hello', 1000)
     server.app.io.to('user:id-Ada').emit('hello', 'to Ada')
     server.app.io.to('user:id-Bob').emit('hello', 'to Bob')
@@ -122,7 +103,7 @@ t.test('sync reads nothing on the node that saved, and skips saves that only mov
   const open = [...await sockets(t, server.url, cookie, ['websocket']), ...await sockets(t, server.url, cookie, ['websocket'])]
   const reads = server.store.calls.get
   await post(`${server.url}/note`, cookie, { note: 'n1' })
-  for (const socket of open) t.equal((await eventually(socket, (seen) => seen.note === 'n1')).note, 'n1')
+  for (const socket of open) t.equal((await askUntil<Seen>(socket, 'whoami', (seen) => seen.note === 'n1')).note, 'n1')
   t.equal(server.store.calls.get - reads, 1, 'one read: the HTTP request\'s own load; the four sockets got what it saved')
   const sets = server.store.calls.set
   await post(`${server.url}/touch`, cookie)
@@ -135,7 +116,7 @@ t.test('a socket\'s autoSave reaches the session\'s other sockets', async (t) =>
   const cookie = await login(server.url, 'Ada')
   const [first, second] = await sockets(t, server.url, cookie, ['websocket'])
   await first.emitWithAck('note', 'from a socket')
-  t.equal((await eventually(second, (seen) => seen.note === 'from a socket')).note, 'from a socket')
+  t.equal((await askUntil<Seen>(second, 'whoami', (seen) => seen.note === 'from a socket')).note, 'from a socket')
   t.equal((await me(server.url, cookie)).note, 'from a socket', 'and the store')
 })
 
@@ -165,12 +146,7 @@ t.test('an authorize that throws during re-authorization is logged and leaves th
   const socket = await connect(t, server.url, { cookie })
   fail = true
   await post(`${server.url}/note`, cookie, { note: 'changed' })
-  let note: unknown = null
-  for (let i = 0; i < 40 && note !== 'changed'; i++) {
-    await sleep(25)
-    note = await socket.emitWithAck('whoami')
-  }
-  t.equal(note, 'changed', 'the change reached the socket')
+  t.equal(await askUntil(socket, 'whoami', (note) => note === 'changed'), 'changed', 'the change reached the socket')
   t.ok(socket.connected, 'still connected')
   const failure = lines.find((line) => line.msg === 'socket.io session: re-authorization failed')
   t.ok(failure !== undefined && failure.level === 50, 'logged at error level')

@@ -63,6 +63,19 @@ export async function once<T = unknown> (emitter: { once (event: string, fn: (..
 
 export const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
 
+/**
+ * Emits `event` with an acknowledgement until the answer passes `check` (bounded: 40 tries, 25 ms
+ * apart: what the server does after a response may land a little later), and returns the last answer.
+ */
+export async function askUntil<T> (socket: { emitWithAck (event: string): Promise<unknown> }, event: string, check: (answer: T) => boolean): Promise<T> {
+  let answer = await socket.emitWithAck(event) as T
+  for (let i = 0; i < 40 && !check(answer); i++) {
+    await sleep(25)
+    answer = await socket.emitWithAck(event) as T
+  }
+  return answer
+}
+
 export interface Handshake { status: number, upgraded: boolean, headers: IncomingHttpHeaders }
 
 /**

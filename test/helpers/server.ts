@@ -119,3 +119,13 @@ export async function me (url: string, cookie: string): Promise<{ sessionId: str
   const response = await fetch(`${url}/me`, { headers: { cookie } })
   return await response.json() as never
 }
+
+/** POSTs to a route with the session cookie (and a JSON body, if any); throws unless it answers 2xx. */
+export async function post (url: string, cookie: string, body?: unknown): Promise<void> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { cookie, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body)
+  })
+  if (!response.ok) throw new Error(`${url} answered ${response.status}`)
+}
