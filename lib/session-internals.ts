@@ -95,6 +95,9 @@ export const sessionSymbolLayout = ['sessionStore', 'generateId', 'cookieOpts', 
 /** The Session prototype's own symbol-keyed method that computes the change-detection hash. */
 export const sessionHashMethod = 'hash'
 
+/** Sessions whose fields take more JSON than this are hashed each time (their key is not kept). */
+const fieldsKeyMax = 4096
+
 /** The keys of the Cookie class's instances (lib/cookie.js), in order, for a cookie with a maxAge. */
 export const cookieLayout = ['path', 'secure', 'sameSite', 'domain', 'httpOnly', 'partitioned', '_expires', 'originalExpires', 'originalMaxAge'] as const
 
@@ -116,18 +119,23 @@ export interface SessionFactory {
    * The session `new Session(store, request, idGenerator, cookieOpts, signer, data, sessionId)`
    * builds from stored `data`, property for property, at a fraction of its cost. `signed`, when
    * given, is what `signer.sign(sessionId)` returns (the cookie, verified with the current secret);
-   * `hash`, when given, is the change-detection hash of a session with the same fields. `options`
+   * `hash` gives the session's change-detection hash: `computeHash(session)`, or the hash of a
+   * session with the same fields (see `fieldsKey`). `options`
    * are `cookieOptionsFor(data)`, or equal ones: `own` is the session's private copy of its cookie
    * options, an object @fastify/session only ever replaces (never changes in place), so equal ones
    * may be shared; `merged` is only read, by the Cookie constructor.
    */
-  restore (request: IncomingMessage, data: AnyRecord, sessionId: string, signed: string | undefined, hash: string | undefined, options: CookieOptionsPair): FastifySessionObject
+  restore (request: IncomingMessage, data: AnyRecord, sessionId: string, signed: string | undefined, hash: (session: FastifySessionObject) => string, options: CookieOptionsPair): FastifySessionObject
   /** The cookie options a session restored from `data` gets. */
   cookieOptionsFor (data: AnyRecord): CookieOptionsPair
-  /** The change-detection hash a restored session was built with. */
-  persistedHash (session: FastifySessionObject): string
-  /** Replaces it with an equal string (one string for the sessions that share it). */
-  sharePersistedHash (session: FastifySessionObject, hash: string): void
+  /** @fastify/session's change-detection hash of the session's fields (stringify + SHA-256): what `new Session` keeps. */
+  computeHash (session: FastifySessionObject): string
+  /**
+   * A cheaper key of the same fields: two sessions with the same key have the same hash (the key is
+   * each field's JSON in order; equal JSON means equal input to @fastify/session's stable stringify).
+   * Undefined for fields JSON cannot encode, or too long to keep.
+   */
+  fieldsKey (session: FastifySessionObject): string | undefined
   /** The session's private cookie options. */
   cookieOptionsOf (session: FastifySessionObject): AnyRecord
 }
@@ -194,14 +202,23 @@ export function sessionFactoryOf (fresh: FastifySessionObject, standardSigner: (
       for (const key in data) {
         if (key !== 'cookie' && key !== 'sessionId' && key !== 'encryptedSessionId') result[key] = data[key]
       }
-      result[kPersistedHash] = hash ?? result[kHash]()
+      result[kPersistedHash] = hash(result as unknown as FastifySessionObject)
       return result as unknown as FastifySessionObject
     },
     cookieOptionsFor,
-    persistedHash: (s) => (s as unknown as AnyRecord)[kPersistedHash] as string,
-    sharePersistedHash (s, hash) {
-      const holder = s as unknown as AnyRecord
-      if (holder[kPersistedHash] === hash) holder[kPersistedHash] = hash
+    computeHash: (s) => (s as unknown as AnyRecord)[kHash]() as string,
+    fieldsKey (s) {
+      const session = s as unknown as AnyRecord
+      let key = ''
+      try {
+        for (const name in session) {
+          if (name !== 'cookie') key += `${JSON.stringify(name)}:${String(JSON.stringify(session[name]))},`
+          if (key.length > fieldsKeyMax) return undefined
+        }
+      } catch {
+        return undefined // a BigInt, a cycle, a toJSON that throws
+      }
+      return key
     },
     cookieOptionsOf: (s) => (s as unknown as AnyRecord)[kCookieOpts] as AnyRecord
   }

@@ -17,8 +17,12 @@ export interface Verified {
   /** The signed cookie (the map's key), which is also what `signer.sign(id)` gives: the sessions' `encryptedSessionId`. */
   signed: string
   id: string
-  /** The change-detection hash and the cookie options of the last session loaded with it, shared while unchanged. */
+  /**
+   * The change-detection hash of the last session loaded with it and the key of its fields (the hash
+   * is reused while the key is the same), and its cookie options (shared while equal).
+   */
   hash: string | undefined
+  fieldsKey: string | undefined
   cookieOpts: AnyRecord | undefined
 }
 
@@ -46,7 +50,7 @@ export class VerifiedCookies {
   }
 
   add (signed: string, id: string): Verified {
-    const verified: Verified = { signed, id, hash: undefined, cookieOpts: undefined }
+    const verified: Verified = { signed, id, hash: undefined, fieldsKey: undefined, cookieOpts: undefined }
     this.cookies.set(signed, verified)
     if (this.cookies.size > this.max) this.cookies.delete(this.cookies.keys().next().value as string)
     return verified
@@ -175,27 +179,36 @@ export function createSessionLoader (fastify: FastifyInstance, cookieOptions: Co
       return
     }
     if (options.shareable && shared?.cookieOpts !== undefined && sameCookieOptions(shared.cookieOpts, options.own)) options.own = shared.cookieOpts
+    // One hash for the sessions of this read (their fields are equal); the cookie's previous one if
+    // the fields have not changed since.
     let hash: string | undefined
+    const hashOf = (session: FastifySessionObject): string => {
+      if (hash !== undefined) return hash
+      const key = shared === undefined ? undefined : builder.fieldsKey(session)
+      if (shared !== undefined && key !== undefined && key === shared.fieldsKey && shared.hash !== undefined) {
+        hash = shared.hash
+      } else {
+        const computed = builder.computeHash(session)
+        hash = computed === shared?.hash ? shared.hash : computed
+        if (shared !== undefined) {
+          shared.hash = hash
+          shared.fieldsKey = key
+        }
+      }
+      return hash
+    }
     for (let i = 0; i < waiters.length; i++) {
       const w = waiters[i]
       let session: FastifySessionObject
       try {
-        session = builder.restore(w.request, i === 0 ? data : copyStored(data), sessionId, w.verified?.signed, hash, options)
+        session = builder.restore(w.request, i === 0 ? data : copyStored(data), sessionId, w.verified?.signed, hashOf, options)
       } catch (err) {
         loaded.push(() => w.done(err))
         continue
       }
-      if (hash === undefined) {
-        hash = builder.persistedHash(session)
-        if (shared !== undefined) {
-          if (shared.hash === hash) builder.sharePersistedHash(session, shared.hash)
-          else shared.hash = hash
-          hash = shared.hash
-          shared.cookieOpts = options.shareable ? options.own : undefined
-        }
-      }
       loaded.push(() => settle(session, w))
     }
+    if (shared !== undefined && hash !== undefined) shared.cookieOpts = options.shareable ? options.own : undefined
   }
 
   /** As @fastify/session: an expired session is regenerated (destroyed, and a new one issued). */

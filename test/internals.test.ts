@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyCookie, { Signer } from '@fastify/cookie'
 import fastifySession, { type FastifySessionOptions } from '@fastify/session'
@@ -13,13 +13,14 @@ import { TestStore } from './helpers/store'
 
 type AnyRecord = Record<PropertyKey, any>
 
-async function sessionApp (t: Parameters<Parameters<typeof t.test>[1]>[0], options: Partial<FastifySessionOptions> = {}): Promise<FastifyInstance> {
+async function sessionApp (t: Test, options: Partial<FastifySessionOptions> = {}): Promise<FastifyInstance> {
   const app = Fastify()
   t.teardown(() => app.close())
   await app.register(fastifyCookie)
   await app.register(fastifySession, { secret, cookie: { secure: false, maxAge: 3_600_000 }, ...options })
   app.post('/login', async (request) => {
-    request.session.set('user', { id: 'u1', name: 'Ada', tags: ['a', 'b'], since: new Date(0) })
+    request.session.set('user', { id: 'u1', name: 'Ada' })
+    ;(request.session as unknown as Record<string, unknown>).prefs = { tags: ['a', 'b'], since: new Date(0), nothing: null }
     request.session.set('count', 1)
     return 'ok'
   })
@@ -205,4 +206,34 @@ t.test('an expired session is regenerated, as @fastify/session does', async (t) 
   t.equal(request.session.user, undefined, 'an empty session')
   t.not(request.session.sessionId, id, 'a new id')
   t.equal(store.read(id), undefined, 'the expired session was destroyed')
+})
+
+t.test('the change-detection hash is @fastify/session\'s, load after load of a cookie, whatever changed in between (property-based)', async (t) => {
+  const fc = await import('fast-check')
+  const store = new TestStore()
+  const app = await sessionApp(t, { store })
+  const signed = await loginCookie(app)
+  const id = signed.slice(0, signed.lastIndexOf('.'))
+  const load = createSessionLoader(app, {})
+  const fieldValue = fc.oneof(fc.jsonValue(), fc.date({ noInvalidDate: true }), fc.constant(undefined), fc.array(fc.string()))
+  const fields = fc.dictionary(fc.string().filter((k) => !['cookie', 'sessionId', 'encryptedSessionId', '__proto__'].includes(k)), fieldValue, { maxKeys: 5 })
+  let runs = 0
+  await fc.assert(fc.asyncProperty(fc.array(fields, { minLength: 1, maxLength: 4 }), async (versions) => {
+    for (const version of [...versions, versions[0]]) {
+      const stored = store.read(id) as AnyRecord
+      store.data.set(id, JSON.stringify({ cookie: stored.cookie, ...version }))
+      const { upstream, plugin } = atFixedTime(() => {
+        const a = fakeRequest()
+        app.decryptSession(signed, a, {}, () => {})
+        const b = fakeRequest()
+        load(signed, b, () => {})
+        return { upstream: a.session, plugin: b.session }
+      })
+      const key = Object.getOwnPropertySymbols(upstream).find((s) => s.description === 'persistedHash') as symbol
+      if (plugin[key] !== upstream[key] || plugin.isModified() || upstream.isModified()) return false
+    }
+    runs++
+    return true
+  }), { numRuns: 150 })
+  t.equal(runs, 150, 'every sequence of stored versions gave the hash @fastify/session computes')
 })

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { Socket as ServerSocket } from 'socket.io'
 import { connect, transportModes } from './helpers/client'
 import { login, startServer } from './helpers/server'
@@ -17,7 +17,7 @@ class SlowStore extends TestStore {
 interface Seen { sessionId: string, user: { name: string, tags?: string[] } | null }
 
 /** The server answers 'whoami' with the socket's session. */
-async function server (t: Parameters<Parameters<typeof t.test>[1]>[0], store: TestStore): Promise<{ url: string, sockets: ServerSocket[] }> {
+async function server (t: Test, store: TestStore): Promise<{ url: string, sockets: ServerSocket[] }> {
   const sockets: ServerSocket[] = []
   const s = await startServer(t, {}, { session: { store, cookie: { secure: false, maxAge: 3_600_000 } } })
   s.app.io.on('connection', (socket) => {
