@@ -177,8 +177,8 @@ function handshakeCases (valid: string, sessionId: string, sameOrigin: string): 
     fc.constantFrom('null', 'http://evil.example', 'https://xn--bcher-kva.example', asHeader('https://bücher.example'), asHeader('http://例え.テスト'), 'file://', '*', '', ' ', 'http://', `${sameOrigin}.evil.example`),
     text.map((garbage) => garbage === '' ? 'x' : garbage),
     fc.integer({ min: 100, max: 12_000 }).map((size) => `http://${'a'.repeat(size)}.example`),
-    fc.constant([sameOrigin, 'http://evil.example']),
-    fc.constant([sameOrigin, sameOrigin])
+    fc.constant<string[]>([sameOrigin, 'http://evil.example']),
+    fc.constant<string[]>([sameOrigin, sameOrigin])
   )
   const origin = fc.oneof(
     fc.constant({ kind: 'none' as const }),
@@ -201,7 +201,7 @@ function handshakeCases (valid: string, sessionId: string, sameOrigin: string): 
 t.test('generated hostile handshakes: no crash, served with a fresh session or refused cleanly, bad signatures never reach the store', async (t) => {
   const crashes = watchCrashes(t)
   const store = new TestStore()
-  let seen: { sessionId: string, user: unknown } | undefined
+  const last: { seen?: { sessionId: string, user: unknown } } = {}
   const server = await startServer(t, {
     validateInterval: 0,
     serverOptions: {
@@ -210,7 +210,7 @@ t.test('generated hostile handshakes: no crash, served with a fresh session or r
       // Runs after the plugin's origin check and session load: what each served handshake got.
       allowRequest: (req, done) => {
         const session = (req as unknown as { session: { sessionId: string, user?: unknown } }).session
-        seen = { sessionId: session.sessionId, user: session.user }
+        last.seen = { sessionId: session.sessionId, user: session.user }
         done(null, true)
       }
     }
@@ -232,7 +232,7 @@ t.test('generated hostile handshakes: no crash, served with a fresh session or r
     if (c.origin.header !== undefined) headers.origin = c.origin.header
     if (c.forwarded !== undefined) headers['x-forwarded-host'] = c.forwarded
     const size = JSON.stringify(headers).length
-    seen = undefined
+    last.seen = undefined
     const reads = store.calls.get
     let result: Handshake | undefined
     let failure: unknown
@@ -264,6 +264,7 @@ t.test('generated hostile handshakes: no crash, served with a fresh session or r
     if (storeReads > 1) throw new Error(`${what}: ${storeReads} store reads for one handshake`)
 
     // Served: with the cookie's own session only when it is the valid one, a fresh session otherwise.
+    const seen = last.seen as { sessionId: string, user: unknown } | undefined // set by allowRequest meanwhile
     if (served) {
       if (seen === undefined) throw new Error(`${what}: served without going through allowRequest`)
       const own = verified && unsign(signed, secret).value === sessionId
