@@ -3,7 +3,7 @@
 // from the lowest to the highest round, the median written out, and the goal as a dashed line. Absolute
 // figures (store reads per session in a reconnect storm) get a panel of their own.
 
-const colors = { b: '#1f77b4', c: '#d62728', d: '#2ca02c', e: '#9467bd' }
+const colors = { b: '#1f77b4', c: '#d62728', d: '#2ca02c', e: '#9467bd', f: '#ff7f0e' }
 const font = 'font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif"'
 
 function esc (text) {
@@ -14,9 +14,9 @@ const n2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a')
 
 /**
  * rows: bench/run.mjs's summary rows; variants: the variants measured ({ key, short }); machine,
- * versions, date, commit, rounds: printed under the title.
+ * versions, date, commit, rounds: printed under the title; authority: bench/authority.mjs's results.
  */
-export function renderChart ({ rows, variants, machine, versions, date, commit, rounds }) {
+export function renderChart ({ rows, variants, machine, versions, date, commit, rounds, authority }) {
   const keys = variants.map((v) => v.key).filter((k) => k !== 'a')
   const ratioRows = rows.filter((r) => r.chart !== undefined && !r.absolute && keys.some((k) => r[k] !== undefined))
   const absoluteRows = rows.filter((r) => r.absolute && keys.some((k) => Number.isFinite(r[k]?.median)))
@@ -140,6 +140,39 @@ export function renderChart ({ rows, variants, machine, versions, date, commit, 
         out.push(`<text x="${ax(t).toFixed(1)}" y="${y + 14}" font-size="10" text-anchor="middle" fill="#333" ${font}>${t}</text>`)
       }
       y += 22 + groupGap
+    }
+  }
+
+  // Live authority (bench/authority.mjs): its own references, so its own panel.
+  if (authority !== undefined) {
+    const items = []
+    for (const l of authority.latency ?? []) {
+      if (l.ratioToBroadcast?.range === undefined || l.scenario === 'ping') continue
+      items.push({ label: `${l.scenario}: request → sockets on B, ÷ a bare broadcast`, median: l.ratioToBroadcast.median, min: l.ratioToBroadcast.range[0], max: l.ratioToBroadcast.range[1] })
+    }
+    for (const t of authority.throughput ?? []) {
+      if (t.ratio?.range === undefined || !/CPU/.test(t.metric)) continue
+      const what = t.metric.replace(/ \(µs\)$/, '').replace('redis-server CPU per request', 'Redis CPU/request').replace('server CPU per request', 'CPU/request')
+      items.push({ label: `${t.topology === 'single' ? 'one node' : 'two nodes'}: ${what}, sync on ÷ off`, median: t.ratio.median, min: t.ratio.range[0], max: t.ratio.range[1] })
+    }
+    if (items.length > 0) {
+      y += 6
+      out.push(`<text x="${labelX}" y="${y + 12}" font-size="12" font-weight="600" ${font}>${esc('live authority (bench/authority.mjs, two nodes on Redis): ratios to its own references')}</text>`)
+      y += headerH + 4
+      const top = y
+      const amax = Math.min(3, Math.max(1.6, ...items.map((i) => i.max).filter(Number.isFinite)))
+      const ax = (v) => plotX0 + (Math.min(Math.max(v, 0), amax) / amax) * (plotX1 - plotX0)
+      for (const item of items) {
+        const cy = y + rowH / 2
+        out.push(`<text x="${labelX}" y="${cy + 4}" font-size="10" ${font}>${esc(item.label.slice(0, 52))}</text>`)
+        out.push(`<rect x="${ax(1).toFixed(1)}" y="${(cy - 5).toFixed(1)}" width="${Math.max(1, Math.abs(ax(item.median) - ax(1))).toFixed(1)}" height="10" fill="#ff7f0e" fill-opacity="0.75" transform="${item.median < 1 ? `translate(${(ax(item.median) - ax(1)).toFixed(1)} 0)` : ''}"/>`)
+        out.push(`<line x1="${ax(item.min).toFixed(1)}" y1="${cy}" x2="${ax(item.max).toFixed(1)}" y2="${cy}" stroke="#222" stroke-width="1"/>`)
+        out.push(`<text x="${plotX1 + 6}" y="${cy + 4}" font-size="11" ${font}>${n2(item.median)}×${item.max > amax ? ' →' : ''}</text>`)
+        y += rowH
+      }
+      out.push(`<line x1="${ax(1).toFixed(1)}" y1="${top - 4}" x2="${ax(1).toFixed(1)}" y2="${y + 2}" stroke="#000" stroke-width="1.2"/>`)
+      for (let t = 0; t <= amax + 1e-9; t += 0.5) out.push(`<text x="${ax(t).toFixed(1)}" y="${y + 14}" font-size="10" text-anchor="middle" fill="#333" ${font}>${t.toFixed(1)}×</text>`)
+      y += 22
     }
   }
 

@@ -2,6 +2,7 @@
 // for bare Socket.IO (a) and this plugin with the in-memory store (b) (or any variants given),
 // then the difference per handshake (µs, by function and by package) and per socket (bytes, by
 // object). Usage: node bench/profile.mjs [--variants a,b] [--handshakes 3000] [--sockets 2000]
+// [--heap-sessions] (heap snapshots with one session per socket) [--skip-cpu] (heap only)
 // [--storm 1000] (also a CPU profile of a reconnect storm: that many sessions × 5 sockets dropped at
 // once and back within a second, per socket). Profiles land in bench/results/profiles/ (git-ignored),
 // the summary in bench/results/profile.md.
@@ -22,6 +23,8 @@ const { values: cli } = parseArgs({
     polling: { type: 'string', default: '1000' },
     sockets: { type: 'string', default: '2000' },
     storm: { type: 'string', default: '0' },
+    'heap-sessions': { type: 'boolean', default: false },
+    'skip-cpu': { type: 'boolean', default: false },
     'analyze-only': { type: 'boolean', default: false }
   }
 })
@@ -93,6 +96,7 @@ async function record (key) {
     await load.call('handshakes', { url, headers, ...transports.websocket, n: 3000, concurrency: 50 })
     await load.call('handshakes', { url, headers, ...transports.polling, n: 500, concurrency: 50 })
     for (const [name, t] of Object.entries(transports)) {
+      if (cli['skip-cpu']) break
       await server.call('cpu', { clients: 0 })
       await server.call('profileStart', { intervalUs: 100 })
       const before = await server.call('cpu', { clients: 0 })
@@ -101,8 +105,10 @@ async function record (key) {
       await server.call('profileStop', { path: join(out, `${key}-${name}.cpuprofile`) })
       console.error(`(${key}) ${name}: ${((after.cpuUs - before.cpuUs) / N[name]).toFixed(0)} µs CPU per handshake while profiled`)
     }
+    // --heap-sessions: each socket with a session of its own (logged in before the first snapshot)
+    const cookies = spec.session && cli['heap-sessions'] ? await load.call('loginMany', { url, headers: { origin: url }, count: K, concurrency: 10 }) : undefined
     await server.call('heapSnapshot', { path: join(out, `${key}-0.heapsnapshot`), clients: 0 })
-    await load.call('open', { url, headers, ...transports.websocket, count: K, concurrency: 50 })
+    await load.call('open', { url, headers, cookies, ...transports.websocket, count: K, concurrency: 50 })
     const snap = await server.call('heapSnapshot', { path: join(out, `${key}-${K}.heapsnapshot`), clients: K })
     console.error(`(${key}) heap snapshots with 0 and ${K} sockets written (${snap.heapUsed} bytes used)`)
     await load.call('closeAll')
@@ -265,7 +271,7 @@ if (!cli['analyze-only']) {
 const lines = []
 const f1 = (x) => x.toFixed(1)
 const [base, ...others] = keys
-const phases = Object.keys(transports).map((t) => [t, N[t], 'handshake'])
+const phases = cli['skip-cpu'] ? [] : Object.keys(transports).map((t) => [t, N[t], 'handshake'])
 if (stormSessions > 0) phases.push(['storm', stormSessions * stormPer, 'socket in a reconnect storm (drop, disconnect, reconnect)'])
 for (const [transport, count, unit] of phases) {
   const a = analyzeProfile(join(out, `${base}-${transport}.cpuprofile`), count)

@@ -4,7 +4,10 @@
 // of a shared machine spreads evenly. Each server under test runs in its own child process and
 // measures itself; the load generator is another child. Writes the table and an SVG chart.
 // Usage: node bench/run.mjs [--rounds 3] [--quick] [--only b,c] [--no-sweep | --sweep | --only-sweep]
-//        [--phases cpu,latency,memory,fanout,storm] (default: all)
+//        [--phases cpu,latency,memory,fanout,storm,authority] (default: all) [--ab path/to/other/dist/index.js]
+// 'authority' runs bench/authority.mjs (live authority: revocation latency, cost of syncSessions) at the
+// end, when redis-server is on PATH, and adds its tables to the report and a panel to the chart.
+// --ab adds (f): the plugin built elsewhere (a modified copy of dist/), in-memory store, to compare with (b).
 import { fork, spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -24,7 +27,8 @@ const { values: cli } = parseArgs({
     'no-sweep': { type: 'boolean', default: false },
     sweep: { type: 'boolean', default: false },
     'only-sweep': { type: 'boolean', default: false },
-    phases: { type: 'string', default: 'cpu,latency,memory,fanout,storm' }
+    phases: { type: 'string', default: 'cpu,latency,memory,fanout,storm,authority' },
+    ab: { type: 'string' }
   }
 })
 
@@ -74,7 +78,10 @@ const variants = [
   { key: 'd', name: 'this plugin, connect-redis store', short: 'plugin, Redis store', file: 'servers/fastify.mjs', args: ['--store=redis', mainSweep], session: true, plugin: true, redis: true, refuses: true, logout: true },
   { key: 'e', name: 'decryptSession hand-wired in an engine.io middleware, in-memory store (nothing else)', short: 'decryptSession only', file: 'servers/fastify.mjs', args: ['--store=memory', '--handwired'], session: true }
 ]
-const others = ['b', 'c', 'd', 'e']
+if (cli.ab !== undefined) {
+  variants.push({ key: 'f', name: `this plugin from ${cli.ab}, in-memory store (A/B)`, short: 'A/B build, memory store', file: 'servers/fastify.mjs', args: ['--store=memory', mainSweep, `--plugin=${cli.ab}`], session: true, plugin: true, refuses: true, logout: true })
+}
+const others = ['b', 'c', 'd', 'e', 'f']
 
 // ---------------------------------------------------------------------------------------------
 // Child processes: every one started here is tracked and killed on the way out.
@@ -605,7 +612,7 @@ function summarize (results) {
 
 function table (rows, sweep, present) {
   const lines = []
-  const heads = { b: '(b)/(a) plugin, memory store', c: '(c)/(a) Express recipe', d: '(d)/(a) plugin, Redis store', e: '(e)/(a) decryptSession only' }
+  const heads = { b: '(b)/(a) plugin, memory store', c: '(c)/(a) Express recipe', d: '(d)/(a) plugin, Redis store', e: '(e)/(a) decryptSession only', f: '(f)/(a) A/B build' }
   const keys = others.filter((k) => present.has(k))
   lines.push(`| metric | (a) bare, absolute | ${keys.map((k) => heads[k]).join(' | ')} | spread over rounds (min–max) | target for (b), (d) |`)
   lines.push(`|---|---:|${keys.map(() => '---:|').join('')}---|---|`)
@@ -643,7 +650,7 @@ const started = performance.now()
 const only = cli.only === undefined ? null : new Set(cli.only.split(','))
 const redis = await startRedis()
 if (redis === null) log('redis-server is not on PATH: variant (d) is skipped')
-const selected = variants.filter((v) => (only === null || only.has(v.key) || v.key === 'a') && (!v.redis || redis !== null))
+const selected = variants.filter((v) => (only === null || only.has(v.key) || v.key === 'a' || v.key === 'f') && (!v.redis || redis !== null))
 const doSweep = !cli['no-sweep'] && sweepAvailable()
 
 let results
@@ -662,9 +669,30 @@ try {
 }
 if (!doSweep && !cli['no-sweep']) log('the plugin has no expiry sweep yet (no sweep module in dist/): the sweep rows are left out')
 
+// Live authority: its own script (its own Redis and nodes), after everything above has stopped.
+let authority
+if (phases.has('authority') && !cli['only-sweep']) {
+  if (redis === null) {
+    log('redis-server is not on PATH: the live-authority bench is skipped')
+  } else {
+    const startedAt = Date.now()
+    const child = fork(join(here, 'authority.mjs'), [...(cli.quick ? ['--quick'] : []), '--rounds', String(config.rounds)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+    children.add(child)
+    const code = await new Promise((resolve) => child.once('exit', (c, signal) => { children.delete(child); resolve(c ?? signal) }))
+    try {
+      const found = JSON.parse(readFileSync(join(here, 'results', 'authority.json'), 'utf8'))
+      if (code === 0 && Date.parse(found.date) >= startedAt) authority = found
+      else log(`the live-authority bench ended with ${code}: its results are left out`)
+    } catch (err) {
+      log(`the live-authority bench wrote no results: ${err.message}`)
+    }
+  }
+}
+
 const rows = summarize(results)
 const present = new Set(selected.map((v) => v.key))
-const markdown = table(rows, doSweep ? sweep : undefined, present)
+let markdown = table(rows, doSweep ? sweep : undefined, present)
+if (authority !== undefined) markdown += `\n\n### Live authority (bench/authority.mjs)\n\n${authority.markdown.trim()}`
 const machine = {
   nproc: cpus().length,
   cpu: cpus()[0]?.model,
@@ -679,8 +707,8 @@ const versions = packageVersions(['socket.io', 'engine.io', 'ws', 'fastify', '@f
 if (redis !== null) versions['redis-server'] = redis.version
 const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: here, encoding: 'utf8' }).stdout?.trim() || undefined
 const elapsedS = (performance.now() - started) / 1000
-const report = { date: new Date().toISOString(), elapsedS, commit, machine, versions, config, variants: Object.fromEntries(selected.map((v) => [v.key, v.name])), rows, results, sweep, markdown }
-const svg = renderChart({ rows, variants: selected, machine, versions, date: report.date, commit, rounds: config.rounds })
+const report = { date: new Date().toISOString(), elapsedS, commit, machine, versions, config, variants: Object.fromEntries(selected.map((v) => [v.key, v.name])), rows, results, sweep, authority: authority === undefined ? undefined : { date: authority.date, latency: authority.latency, throughput: authority.throughput, checks: authority.checks }, markdown }
+const svg = renderChart({ rows, variants: selected, machine, versions, date: report.date, commit, rounds: config.rounds, authority })
 mkdirSync(join(here, 'results'), { recursive: true })
 writeFileSync(join(here, 'results', 'latest.json'), JSON.stringify(report, null, 2) + '\n')
 writeFileSync(join(here, 'results', 'latest.md'), markdown + '\n')

@@ -9,7 +9,8 @@
 import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
 import Fastify from 'fastify'
-import fastifySocketIoSession from 'fastify-socket.io-session'
+import { resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Server } from 'socket.io'
 import { ready, serveControl } from './control.mjs'
@@ -21,9 +22,14 @@ const { values: args } = parseArgs({
     redis: { type: 'string' },
     'validate-interval': { type: 'string' },
     handwired: { type: 'boolean', default: false },
+    plugin: { type: 'string' }, // another build of the plugin (its dist/index.js), for A/B runs
     'log-reads': { type: 'boolean', default: false }
   }
 })
+
+const fastifySocketIoSession = args.plugin === undefined
+  ? (await import('fastify-socket.io-session')).default
+  : (await import(pathToFileURL(resolve(args.plugin)).href)).default
 
 let store
 let redisClient
