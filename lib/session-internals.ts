@@ -96,7 +96,7 @@ export const sessionSymbolLayout = ['sessionStore', 'generateId', 'cookieOpts', 
 export const sessionHashMethod = 'hash'
 
 /** Sessions whose fields take more JSON than this are hashed each time (their key is not kept). */
-const fieldsKeyMax = 4096
+const fieldsKeyMax = 2048
 
 /** The keys of the Cookie class's instances (lib/cookie.js), in order, for a cookie with a maxAge. */
 export const cookieLayout = ['path', 'secure', 'sameSite', 'domain', 'httpOnly', 'partitioned', '_expires', 'originalExpires', 'originalMaxAge'] as const
@@ -209,16 +209,20 @@ export function sessionFactoryOf (fresh: FastifySessionObject, standardSigner: (
     computeHash: (s) => (s as unknown as AnyRecord)[kHash]() as string,
     fieldsKey (s) {
       const session = s as unknown as AnyRecord
-      let key = ''
+      const parts: string[] = []
+      let length = 0
       try {
         for (const name in session) {
-          if (name !== 'cookie') key += `${JSON.stringify(name)}:${String(JSON.stringify(session[name]))},`
-          if (key.length > fieldsKeyMax) return undefined
+          if (name === 'cookie') continue
+          const part = `${JSON.stringify(name)}:${String(JSON.stringify(session[name]))},`
+          length += part.length
+          if (length > fieldsKeyMax) return undefined
+          parts.push(part)
         }
       } catch {
         return undefined // a BigInt, a cycle, a toJSON that throws
       }
-      return key
+      return parts.join('') // one flat string, not a rope of the parts
     },
     cookieOptionsOf: (s) => (s as unknown as AnyRecord)[kCookieOpts] as AnyRecord
   }

@@ -9,8 +9,8 @@ type AnyRecord = Record<PropertyKey, any>
 /** Loads the session of a handshake's signed cookie into `request.session`, as `fastify.decryptSession` does. */
 export type LoadSession = (signedCookie: string, request: IncomingMessage, done: Done) => void
 
-/** How many verified cookies are remembered (about 250 bytes each: at most about 0.5 MB). */
-export const verifiedCookiesMax = 2048
+/** How many verified cookies are remembered (about 300 bytes each: at most about 0.3 MB). */
+export const verifiedCookiesMax = 1024
 
 /** A cookie whose signature was verified, and what the sessions loaded with it share. */
 export interface Verified {
