@@ -85,7 +85,11 @@ export async function startPostgres (t: Test): Promise<PostgresServer> {
   const program = (name: string): string => (bin === '' ? name : join(bin, name))
 
   let child: ChildProcess | undefined
-  const killOnExit = (): void => { child?.kill('SIGKILL') }
+  // Never leave a server or its directory behind, even when the test process dies before its teardown.
+  const killOnExit = (): void => {
+    child?.kill('SIGKILL')
+    try { rmSync(dir, { recursive: true, force: true }) } catch {}
+  }
   process.once('exit', killOnExit)
   const stop = async (): Promise<void> => {
     const proc = child
