@@ -73,15 +73,21 @@ function child (command, args, options = {}) {
  */
 export async function startCluster ({ port, nodePorts = [0, 0], redisUrl, redisPort = 6390, logger = false }) {
   const stops = []
+  const dirs = [] // removed by stop(), and at exit if this process ends before
+  const removeDirs = () => { for (const dir of dirs) rmSync(dir, { recursive: true, force: true }) }
+  process.once('exit', removeDirs)
   const stop = async () => {
     for (const fn of stops.reverse()) await fn().catch(() => {})
+    removeDirs()
+    process.removeListener('exit', removeDirs)
   }
   try {
     // Redis: no persistence, in a temporary directory.
     if (redisUrl === undefined) {
       const dir = mkdtempSync(join(tmpdir(), 'chat-cluster-redis-'))
+      dirs.push(dir)
       const redis = child('redis-server', ['--port', String(redisPort), '--bind', host, '--save', '', '--appendonly', 'no', '--dir', dir])
-      stops.push(async () => { await redis.stop(); rmSync(dir, { recursive: true, force: true }) })
+      stops.push(() => redis.stop())
       await listening(redisPort, 5000, redis.exited).catch((err) => { throw new Error(`${err.message}: ${redis.output()}`) })
       redisUrl = `redis://${host}:${redisPort}`
     }
@@ -99,6 +105,7 @@ export async function startCluster ({ port, nodePorts = [0, 0], redisUrl, redisP
 
     // nginx, in the foreground, with its configuration, logs and temporary files in a directory of its own.
     const dir = mkdtempSync(join(tmpdir(), 'chat-cluster-nginx-'))
+    dirs.push(dir)
     chmodSync(dir, 0o755) // nginx's workers run as another user when nginx is started as root
     const config = readFileSync(join(here, 'nginx.conf'), 'utf8')
       .replaceAll('{{DIR}}', dir)
@@ -107,7 +114,7 @@ export async function startCluster ({ port, nodePorts = [0, 0], redisUrl, redisP
       .replaceAll('{{NODE_B}}', `${host}:${nodes[1].port}`)
     writeFileSync(join(dir, 'nginx.conf'), config)
     const nginx = child('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log'), '-g', 'daemon off;'])
-    stops.push(async () => { await nginx.stop(); rmSync(dir, { recursive: true, force: true }) })
+    stops.push(() => nginx.stop())
     await listening(port, 5000, nginx.exited).catch((err) => {
       let log = ''
       try { log = readFileSync(join(dir, 'error.log'), 'utf8') } catch {}
