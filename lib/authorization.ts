@@ -5,6 +5,7 @@ import type { ResolvedOptions } from './options'
 import { sessionError, unauthorizedError } from './errors'
 import { loadErrorOf } from './handshake'
 import { createPassportUser } from './passport'
+import { namespacesOf, prependMiddleware } from './socketio-internals'
 
 type Next = (err?: Error) => void
 type Middleware = (socket: SessionSocket, next: Next) => void
@@ -64,11 +65,7 @@ export function createAuthorization (opts: ResolvedOptions, onAdmit: (socket: Se
  * children of dynamic namespaces (which otherwise copy their parent's middlewares before it).
  */
 export function useInEveryNamespace (io: SessionServer, middleware: Middleware): void {
-  const install = (nsp: { use (fn: Middleware): unknown }): void => {
-    const fns = (nsp as { _fns?: unknown[] })._fns
-    if (Array.isArray(fns)) fns.unshift(middleware)
-    else nsp.use(middleware)
-  }
-  for (const nsp of io._nsps.values()) install(nsp)
+  const install = (nsp: { use (fn: Middleware): unknown }): void => { prependMiddleware(nsp, middleware) }
+  for (const nsp of namespacesOf(io)) install(nsp)
   io.on('new_namespace', install)
 }

@@ -27,3 +27,14 @@ export function carriesServerSideEvents (adapter: object): boolean {
   }
   return root !== undefined && (adapter as { serverSideEmit?: unknown }).serverSideEmit !== root
 }
+
+/**
+ * Puts a middleware before those the namespace already has (`Namespace#_fns`, the private array
+ * `use()` appends to; Socket.IO itself reaches it so from a parent namespace). Without that array,
+ * falls back to `use()`: the middleware then runs after the others.
+ */
+export function prependMiddleware<Fn> (nsp: { use (fn: Fn): unknown }, middleware: Fn): void {
+  const fns = (nsp as { _fns?: unknown[] })._fns
+  if (Array.isArray(fns)) fns.unshift(middleware)
+  else nsp.use(middleware)
+}
