@@ -7,7 +7,8 @@ import type { SessionRooms } from './rooms'
 import type { Release } from './session-binding'
 import type { SessionStoreAccess } from './session-store'
 
-const nothingEnded: SessionEndResult = Object.freeze({ sockets: 0, nodes: 1, unacknowledged: 0 })
+/** What a helper resolves to when the request has no session: nothing to end, nobody asked. */
+const nothingEnded = (): SessionEndResult => ({ sockets: 0, nodes: 1, unacknowledged: 0 })
 
 /**
  * The helpers for HTTP routes and the rest of the application: end a session's sockets everywhere
@@ -39,7 +40,7 @@ export function decorateHelpers (fastify: FastifyInstance, opts: ResolvedOptions
 
   fastify.decorateReply('logout', async function logout (this: FastifyReply) {
     const session = this.request.session
-    if (session?.sessionId === undefined) return nothingEnded
+    if (session?.sessionId === undefined) return nothingEnded()
     const { sessionId, cookie } = session
     await session.destroy()
     this.clearCookie(cookieName, {
@@ -62,7 +63,7 @@ export function decorateHelpers (fastify: FastifyInstance, opts: ResolvedOptions
   fastify.decorateReply('disconnectSessionSockets', async function disconnectSessionSockets (this: FastifyReply, reason = 'disconnected') {
     checkReason(reason)
     const sessionId = this.request.session?.sessionId
-    if (sessionId === undefined) return nothingEnded
+    if (sessionId === undefined) return nothingEnded()
     return await cluster.end(sessionId, reason, 'disconnect')
   })
 }
