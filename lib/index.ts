@@ -5,7 +5,8 @@ import { createAuthorization, useInEveryNamespace } from './authorization'
 import { createHandshake, sendCreatedSessionCookie } from './handshake'
 import { createCluster } from './cluster'
 import { decorateHelpers } from './decorators'
-import { authorizeRecoveredSockets, closeConnections, closePollingPromptly, refuseUnsafeServer, runOnHandshake, useIoServer } from './io-server'
+import { authorizeRecoveredSockets } from './connection-recovery'
+import { closeConnections, closePollingPromptly, refuseUnsafeServer, runOnHandshake, useIoServer } from './io-server'
 import { resolveOptions, type ResolvedOptions } from './options'
 import { createLifecycle } from './lifecycle'
 import { createSessionRooms } from './rooms'
@@ -55,7 +56,7 @@ function plugin (fastify: FastifyInstance, options: FastifySocketIoSessionOption
     rooms.join(socket, session)
     lifecycle.attach(socket)
   }, log))
-  authorizeRecoveredSockets(io, log)
+  authorizeRecoveredSockets(io, opts.sessionRoom, log)
 
   // HTTP requests: sockets tied to the session id they opened with, changes synced, and the helpers.
   const release = bindSessionsToSockets(fastify, opts, cluster, lifecycle)
