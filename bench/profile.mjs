@@ -3,6 +3,7 @@
 // then the difference per handshake (µs, by function and by package) and per socket (bytes, by
 // object). Usage: node bench/profile.mjs [--variants a,b] [--handshakes 3000] [--sockets 2000]
 // [--heap-sessions] (heap snapshots with one session per socket) [--skip-cpu] (heap only)
+// [--fanout 1000] (also a CPU profile of a logout with that many sockets of one session, per socket)
 // [--storm 1000] (also a CPU profile of a reconnect storm: that many sessions × 5 sockets dropped at
 // once and back within a second, per socket). Profiles land in bench/results/profiles/ (git-ignored),
 // the summary in bench/results/profile.md.
@@ -23,6 +24,7 @@ const { values: cli } = parseArgs({
     polling: { type: 'string', default: '1000' },
     sockets: { type: 'string', default: '2000' },
     storm: { type: 'string', default: '0' },
+    fanout: { type: 'string', default: '0' },
     'heap-sessions': { type: 'boolean', default: false },
     'skip-cpu': { type: 'boolean', default: false },
     'analyze-only': { type: 'boolean', default: false }
@@ -32,6 +34,7 @@ const N = { websocket: Number(cli.handshakes), polling: Number(cli.polling) }
 const K = Number(cli.sockets)
 const stormSessions = Number(cli.storm)
 const stormPer = 5
+const fanoutSockets = Number(cli.fanout)
 const keys = cli.variants.split(',')
 // The Cookie header bare Socket.IO gets: the shape of the plugin's (a browser sends it to any server).
 const sameShapeCookie = `sessionId=${'x'.repeat(32)}.${'y'.repeat(43)}`
@@ -113,9 +116,26 @@ async function record (key) {
     console.error(`(${key}) heap snapshots with 0 and ${K} sockets written (${snap.heapUsed} bytes used)`)
     await load.call('closeAll')
     if (stormSessions > 0) await recordStorm(key, spec, server, load, url, headers)
+    if (fanoutSockets > 0) await recordFanout(key, spec, server, load, url, headers)
   } finally {
     await load.stop()
     await server.stop()
+  }
+}
+
+/** A logout with fanoutSockets sockets of one session, profiled (bare: disconnectSockets(true) of a room). */
+async function recordFanout (key, spec, server, load, url, headers) {
+  for (const profiled of [false, true]) { // the first one warms up
+    const h = spec.session ? { origin: url, cookie: await load.call('login', { url }) } : headers
+    const open = await load.call('fanoutOpen', { url, headers: h, query: spec.session ? undefined : { room: '1' }, transports: ['websocket'], count: fanoutSockets, concurrency: 50 })
+    await server.call('clients', { clients: open.opened, timeoutMs: 30_000 })
+    const before = await server.call('cpu', { clients: open.opened })
+    if (profiled) await server.call('profileStart', { intervalUs: 100 })
+    const run = await load.call('fanoutLogout', { url, logoutHeaders: h })
+    await server.call('clients', { clients: 0, timeoutMs: 30_000 })
+    if (profiled) await server.call('profileStop', { path: join(out, `${key}-fanout.cpuprofile`) })
+    const after = await server.call('cpu', { clients: 0 })
+    if (profiled) console.error(`(${key}) logout of ${open.opened} sockets: ${((after.cpuUs - before.cpuUs) / 1000).toFixed(1)} ms CPU, ${run.fanoutMs?.toFixed(1)} ms to the last disconnect`)
   }
 }
 
@@ -273,6 +293,7 @@ const f1 = (x) => x.toFixed(1)
 const [base, ...others] = keys
 const phases = cli['skip-cpu'] ? [] : Object.keys(transports).map((t) => [t, N[t], 'handshake'])
 if (stormSessions > 0) phases.push(['storm', stormSessions * stormPer, 'socket in a reconnect storm (drop, disconnect, reconnect)'])
+if (fanoutSockets > 0) phases.push(['fanout', fanoutSockets, 'socket of a logout (POST /logout → every socket disconnected)'])
 for (const [transport, count, unit] of phases) {
   const a = analyzeProfile(join(out, `${base}-${transport}.cpuprofile`), count)
   for (const key of others) {
