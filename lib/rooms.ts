@@ -23,6 +23,8 @@ export interface SessionRooms {
   localSockets (sessionId: string): SessionSocket[]
   /** Whether this node holds a socket of the session. */
   hasLocalSockets (sessionId: string): boolean
+  /** Emits to the session's sockets on this node, in every namespace: each packet encoded once per namespace. */
+  emitLocal (sessionId: string, event: string, payload: unknown): void
   /** The session's sockets in every namespace, on every node. */
   fetch (sessionId: string): Promise<SessionRemoteSocket[]>
 }
@@ -69,6 +71,13 @@ export function createSessionRooms (io: SessionServer, opts: ResolvedOptions): S
         if (nsp.adapter.rooms.has(room)) return true
       }
       return false
+    },
+
+    emitLocal (sessionId, event, payload) {
+      const room = sessionRoom(sessionId)
+      for (const nsp of namespacesOf(io)) {
+        if (nsp.adapter.rooms.has(room)) nsp.local.to(room).emit(event, payload)
+      }
     },
 
     async fetch (sessionId) {

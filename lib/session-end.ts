@@ -37,7 +37,7 @@ export function createSocketEnder (rooms: SessionRooms, opts: ResolvedOptions, l
     endSession (sessionId, reason, kind) {
       const sockets = rooms.localSockets(sessionId).filter((socket) => socket.connected && socket.conn.readyState === 'open')
       if (sockets.length === 0) return 0
-      for (const socket of sockets) tell(socket, reason)
+      if (endEvent !== false) rooms.emitLocal(sessionId, endEvent, { reason })
       // Closing the connection also disconnects the client's other namespaces, and leaves no engine.io
       // connection behind whose handshake session is stale.
       for (const socket of sockets) {

@@ -16,13 +16,6 @@ const emitterOnce = EventEmitter.prototype.once
 /** Socket events that are the socket's own life, not messages: their listeners are left alone. */
 const lifeEvents = new Set(['disconnect', 'disconnecting', 'error', 'newListener', 'removeListener'])
 
-/** How many of a socket's events wait for their turn in its session's queue. */
-const kWaiting = Symbol('fastify-socket.io-session.waitingEvents')
-
-interface HookedSocket extends SessionSocket {
-  [kWaiting]: number
-}
-
 interface EventHookOptions {
   reloadOnEvent: boolean
   autoSave: boolean
@@ -54,6 +47,8 @@ interface EventHookOptions {
  */
 export function createEventHooks (options: EventHookOptions): (socket: SessionSocket) => void {
   const { reloadOnEvent, autoSave, maxPendingEvents, queue, store, refresh, saved, lose, ender, log } = options
+  /** How many events of each socket wait for their turn in its session's queue: only sockets that have some. */
+  const waiting = new Map<SessionSocket, number>()
 
   async function reload (socket: SessionSocket): Promise<boolean> {
     const request = socket.request
@@ -100,14 +95,17 @@ export function createEventHooks (options: EventHookOptions): (socket: SessionSo
     ack.flush()
   }
 
-  function wrap (socket: HookedSocket, listener: Listener): Listener {
+  function wrap (socket: SessionSocket, listener: Listener): Listener {
     const wrapped = function (this: unknown, ...args: unknown[]): void {
       const sessionId = socket.request.session?.sessionId
       if (sessionId === undefined) return listener.apply(this, args) as void // no session left to manage
-      if (socket[kWaiting] >= maxPendingEvents) return overloaded(socket)
-      socket[kWaiting]++
+      const waits = waiting.get(socket) ?? 0
+      if (waits >= maxPendingEvents) return overloaded(socket, waits)
+      waiting.set(socket, waits + 1)
       queue.run(sessionId, () => {
-        socket[kWaiting]--
+        const left = (waiting.get(socket) ?? 1) - 1
+        if (left === 0) waiting.delete(socket)
+        else waiting.set(socket, left)
         return handle(socket, listener, this, args)
       }).catch((err: unknown) => {
         log.error({ err, namespace: socket.nsp.name, socketId: socket.id }, 'socket.io event handler failed')
@@ -117,22 +115,21 @@ export function createEventHooks (options: EventHookOptions): (socket: SessionSo
     return Object.assign(wrapped, { listener })
   }
 
-  function overloaded (socket: HookedSocket): void {
+  function overloaded (socket: SessionSocket, waits: number): void {
     if (!socket.connected) return
-    log.warn({ namespace: socket.nsp.name, socketId: socket.id, waiting: socket[kWaiting] }, 'socket.io session: too many events waiting, socket disconnected')
+    log.warn({ namespace: socket.nsp.name, socketId: socket.id, waiting: waits }, 'socket.io session: too many events waiting, socket disconnected')
     ender.endSocket(socket, 'overloaded')
   }
 
-  // Shared by every socket (a method, not a closure per socket): only three properties per socket.
-  function on (this: HookedSocket, event: string, listener: Listener): SessionSocket {
+  // Shared by every socket (a method, not a closure per socket): only two properties per socket.
+  function on (this: SessionSocket, event: string, listener: Listener): SessionSocket {
     return emitterOn.call(this, event, lifeEvents.has(event) ? listener : wrap(this, listener)) as SessionSocket
   }
-  function once (this: HookedSocket, event: string, listener: Listener): SessionSocket {
+  function once (this: SessionSocket, event: string, listener: Listener): SessionSocket {
     return emitterOnce.call(this, event, lifeEvents.has(event) ? listener : wrap(this, listener)) as SessionSocket
   }
 
   return function hookEvents (socket) {
-    (socket as HookedSocket)[kWaiting] = 0
     socket.on = on as typeof socket.on
     socket.once = once as typeof socket.once
   }
