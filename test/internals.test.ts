@@ -3,7 +3,10 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyCookie, { Signer } from '@fastify/cookie'
 import fastifySession, { type FastifySessionOptions } from '@fastify/session'
 import type { IncomingMessage } from 'node:http'
-import { cookieLayout, sessionFactoryOf, sessionHashMethod, sessionSymbolLayout } from '../lib/session-internals'
+import { Server } from 'socket.io'
+import { createAdapter } from '@socket.io/redis-adapter'
+import { cookieLayout, findSessionStore, savedVersionOf, sessionFactoryOf, sessionHashMethod, sessionSymbolLayout } from '../lib/session-internals'
+import { carriesServerSideEvents, namespacesOf, prependMiddleware } from '../lib/socketio-internals'
 import { createSessionLoader } from '../lib/session-load'
 import { secret } from './helpers/server'
 import { TestStore } from './helpers/store'
@@ -236,4 +239,43 @@ t.test('the change-detection hash is @fastify/session\'s, load after load of a c
     return true
   }), { numRuns: 150 })
   t.equal(runs, 150, 'every sequence of stored versions gave the hash @fastify/session computes')
+})
+
+// What lib/session-internals.ts (live authority) and lib/socketio-internals.ts rely on.
+
+t.test('@fastify/session: the persisted hash changes with a saved change of fields, not with a rolling save', async (t) => {
+  const app = await sessionApp(t)
+  const session = freshSession(app)
+  const before = savedVersionOf(session as never)
+  t.type(before, 'string', 'the \'persistedHash\' symbol holds a string (savedVersionOf)')
+  session.cookie.expires = new Date(Date.now() + 1000)
+  await session.save()
+  t.equal(savedVersionOf(session as never), before, 'a save that only moves the expiry keeps it')
+  session.set('note', 'changed')
+  t.equal(savedVersionOf(session as never), before, 'an unsaved change keeps it')
+  await session.save()
+  t.not(savedVersionOf(session as never), before, 'a saved change of a field renews it')
+})
+
+t.test('@fastify/session: decryptSession of a cookie that does not verify gives at once a session that carries the store', async (t) => {
+  const store = new TestStore()
+  const app = await sessionApp(t, { store })
+  t.equal(findSessionStore(app.decryptSession), store, 'findSessionStore finds the configured store, without a request')
+  t.equal(store.calls.get, 0, 'without reading it')
+})
+
+t.test('Socket.IO: _nsps holds every namespace (dynamic children too), _fns the middlewares, and the adapters\' serverSideEmit', async (t) => {
+  const io = new Server() // attached to no HTTP server: nothing to close
+  io.of(/^\/dyn-\w+$/)
+  const child = (io.of(/^\/dyn-\w+$/) as unknown as { createChild (name: string): unknown }).createChild('/dyn-a')
+  t.ok([...namespacesOf(io)].includes(child as never), 'a dynamic namespace\'s child is in Server#_nsps')
+  const order: string[] = []
+  io.use((_socket, next) => { order.push('theirs'); next() })
+  prependMiddleware(io.of('/'), (_socket: unknown, next: () => void) => { order.push('ours'); next() })
+  t.ok(Array.isArray((io.of('/') as unknown as { _fns?: unknown })._fns), 'Namespace#_fns is an array')
+  t.equal(((io.of('/') as unknown as { _fns: unknown[] })._fns).length, 2, 'prependMiddleware put it there')
+  t.notOk(carriesServerSideEvents(io.of('/').adapter), 'the in-memory adapter carries no server-side events')
+  const pub = { publish: () => {}, on: () => {}, duplicate: () => pub, psubscribe: () => {}, subscribe: () => {}, pSubscribe: () => {} }
+  const redisAdapter = createAdapter(pub as never, pub as never)(io.of('/'))
+  t.ok(carriesServerSideEvents(redisAdapter), 'the Redis adapter does')
 })
