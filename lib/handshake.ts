@@ -4,9 +4,7 @@ import type { IncomingMessage } from 'node:http'
 import type { ServerOptions } from 'socket.io'
 import type { ResolvedOptions } from './options'
 import { createOriginCheck } from './origin'
-import { findSessionStore } from './session-internals'
 import { createSessionLoader } from './session-load'
-import { guardStoreReads } from './session-store'
 import { createTrustedProxy } from './trust-proxy'
 
 export type AllowRequest = NonNullable<ServerOptions['allowRequest']>
@@ -59,11 +57,10 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
   const originAllowed = createOriginCheck(opts.allowedOrigins, trusted)
   const { cookieName, cookiePrefix, createSession } = opts
   const cookieOptions = opts.cookie ?? {}
-  const decryptSession = fastify.decryptSession
-  const loadSession = createSessionLoader(fastify, cookieOptions)
   // What the store returns that is not a session (a string, an array, no cookie) is no session.
-  const guarded = guardStoreReads(findSessionStore(decryptSession))
-  const malformed = (): void => { log.warn('socket.io handshake: the store returned data that is not a session (no cookie object); treated as no session') }
+  const loadSession = createSessionLoader(fastify, cookieOptions, () => {
+    log.warn('socket.io handshake: the store returned data that is not a session (no cookie object); treated as no session')
+  })
 
   function readSessionCookie (header: string | undefined): string {
     if (header === undefined) return ''
@@ -114,8 +111,7 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
       }
     }
     try {
-      if (guarded === undefined || signedCookie === '') loadSession(signedCookie, request, loaded)
-      else guarded(malformed, () => loadSession(signedCookie, request, loaded))
+      loadSession(signedCookie, request, loaded)
     } catch (err) {
       if (called) throw err // thrown after the session was loaded, by what went on from there
       loaded(err) // a store that throws instead of calling back: SESSION_ERROR, not a crash

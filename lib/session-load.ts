@@ -1,6 +1,7 @@
 import type { CookieOptions, FastifySessionObject } from '@fastify/session'
 import type { FastifyInstance } from 'fastify'
 import type { IncomingMessage } from 'node:http'
+import { isSessionData } from './session-store'
 import { compactCookieOptions, sameCookieOptions, sessionFactoryOf, type CookieOptionsPair, type SessionFactory } from './session-internals'
 
 type Done = (err?: unknown) => void
@@ -93,7 +94,7 @@ interface Read {
  * fresh session. If @fastify/session's internals are not the ones session-internals knows, every
  * handshake goes through `fastify.decryptSession`.
  */
-export function createSessionLoader (fastify: FastifyInstance, cookieOptions: CookieOptions): LoadSession {
+export function createSessionLoader (fastify: FastifyInstance, cookieOptions: CookieOptions, onMalformed: () => void = () => {}): LoadSession {
   const decryptSession = fastify.decryptSession
   const verifiedCookies = new VerifiedCookies(verifiedCookiesMax)
   const reads = new Map<string, Read>()
@@ -156,6 +157,9 @@ export function createSessionLoader (fastify: FastifyInstance, cookieOptions: Co
       const unknown = (err as { code?: unknown }).code === 'ENOENT'
       for (const w of waiters) loaded.push(unknown ? () => freshSession(w.request, w.done) : () => w.done(err))
     } else if (!data) {
+      for (const w of waiters) loaded.push(() => freshSession(w.request, w.done))
+    } else if (!isSessionData(data)) {
+      onMalformed() // @fastify/session would make a session of anything: this is no session
       for (const w of waiters) loaded.push(() => freshSession(w.request, w.done))
     } else {
       build(waiters, sessionId, data as AnyRecord, loaded)
