@@ -1,4 +1,5 @@
 import createError from '@fastify/error'
+import type { ConnectErrorCode } from '../types/index'
 
 /** Thrown at registration for a missing, unknown or ill-typed option. */
 export const InvalidOptionError = createError<'FST_SIO_SESSION_INVALID_OPTION', [string, string]>(
@@ -20,15 +21,15 @@ export const NoStoreError = createError(
   'fastify-socket.io-session: the @fastify/session store could not be found'
 )
 
-const Unauthorized = createError('SESSION_UNAUTHORIZED', 'unauthorized', 401)
-const SessionFailure = createError('SESSION_ERROR', 'session error', 500)
+const Unauthorized = createError<ConnectErrorCode>('SESSION_UNAUTHORIZED', 'unauthorized', 401)
+const SessionFailure = createError<ConnectErrorCode>('SESSION_ERROR', 'session error', 500)
 
 /**
  * An error a Socket.IO middleware passes to `next()`: the client's `connect_error` receives
  * its message and `data`, with a stable `data.code`.
  */
 export interface ConnectError extends Error {
-  data: { code: 'SESSION_UNAUTHORIZED' | 'SESSION_ERROR' }
+  data: { code: ConnectErrorCode }
 }
 
 function connectError (error: Error & { code: string }): ConnectError {
