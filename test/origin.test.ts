@@ -1,4 +1,7 @@
+import type { IncomingMessage } from 'node:http'
 import t from 'tap'
+import { assertOrigins, canonicalOrigin, createOriginCheck } from '../lib/origin'
+import { createTrustedProxy } from '../lib/trust-proxy'
 import { connect, handshake, refused } from './helpers/client'
 import { captureLogs, countSessionLoads, login, startServer } from './helpers/server'
 
@@ -85,4 +88,132 @@ t.test('a refused handshake is logged at info level with the origin', async (t) 
   t.equal(entry?.origin, 'http://evil.example')
   const socket = await connect(t, server.url, { headers: { origin: server.url } })
   t.ok(socket.connected, 'the same origin still connects')
+})
+
+// Table tests of the pure functions (no server): the edge cases the handshakes above reach only indirectly.
+
+/** A handshake request as the origin check reads it: its headers and the peer's address. */
+function request (headers: Record<string, string>): IncomingMessage {
+  return { headers, socket: { remoteAddress: '127.0.0.1' } } as unknown as IncomingMessage
+}
+
+t.test('default check (table): the Origin must name the host and port the handshake was sent to', async (t) => {
+  const check = createOriginCheck(undefined, createTrustedProxy(undefined))
+  const cases: Array<[origin: string, host: string | undefined, allowed: boolean, why: string]> = [
+    ['http://app.example:3000', 'app.example:3000', true, 'same host and port'],
+    ['https://app.example:3000', 'app.example:3000', true, 'the scheme is not compared'],
+    ['HTTP://APP.Example:3000', 'app.example:3000', true, 'case of the Origin'],
+    ['http://app.example:3000', 'APP.EXAMPLE:3000', true, 'case of the Host'],
+    ['http://app.example:3000/', 'app.example:3000', true, 'a trailing slash'],
+    ['http://app.example:3001', 'app.example:3000', false, 'another port'],
+    ['http://evil.example:3000', 'app.example:3000', false, 'another host'],
+    ['http://app.example.evil:3000', 'app.example:3000', false, 'a host that only starts alike'],
+    ['http://app.example', 'app.example', true, 'both without a port'],
+    ['http://app.example:80', 'app.example', true, 'default port 80 written out in the Origin'],
+    ['https://app.example', 'app.example:443', true, 'default port 443 written out in the Host'],
+    ['http://app.example', 'app.example:80', true, 'default port 80 written out in the Host'],
+    ['https://app.example', 'app.example:80', false, 'https (443) to port 80'],
+    ['http://app.example:8080', 'app.example', false, 'a non-default port against a Host without one'],
+    ['http://app.example', 'app.example:8080', false, 'a Host with a non-default port against an Origin without one'],
+    ['http://[::1]:8080', '[::1]:8080', true, 'IPv6 with a port'],
+    ['http://[::1]', '[::1]', true, 'IPv6 without a port'],
+    ['http://[0:0:0:0:0:0:0:1]:8080', '[::1]:8080', true, 'IPv6 written out in full'],
+    ['http://[::1]:8080', '[::1]', false, 'IPv6: a port against a Host without one'],
+    ['http://[::1]', '[::1]:8080', false, 'IPv6: no port against a Host with a non-default one'],
+    ['http://[::2]:8080', '[::1]:8080', false, 'IPv6: another address'],
+    ['http://127.0.0.1:8080', '[::1]:8080', false, 'IPv4 against IPv6'],
+    ['http://xn--bcher-kva.example', 'xn--bcher-kva.example', true, 'IDN: punycode on both sides'],
+    ['http://b\u00fccher.example', 'xn--bcher-kva.example', true, 'IDN: a Unicode Origin against a punycode Host'],
+    ['http://xn--bcher-kva.example', 'bucher.example', false, 'IDN: not the ASCII look-alike'],
+    ['null', 'app.example', false, 'Origin: null (sandboxed or file page)'],
+    ['not a url', 'app.example', false, 'garbage'],
+    ['', 'app.example', false, 'an empty Origin'],
+    ['http://app.example', undefined, false, 'no Host header'],
+    ['http://app.example', '', false, 'an empty Host header']
+  ]
+  for (const [origin, host, allowed, why] of cases) {
+    const headers: Record<string, string> = host === undefined ? {} : { host }
+    t.equal(check(origin, request(headers)), allowed, `${why}: ${JSON.stringify(origin)} to Host ${JSON.stringify(host)}`)
+  }
+})
+
+t.test('default check behind a proxy compares the forwarded host only when the proxy is trusted', async (t) => {
+  const headers = { host: 'internal:3000', 'x-forwarded-host': 'app.example' }
+  t.equal(createOriginCheck(undefined, createTrustedProxy(true))('https://app.example', request(headers)), true)
+  t.equal(createOriginCheck(undefined, createTrustedProxy(false))('https://app.example', request(headers)), false)
+  t.equal(createOriginCheck(undefined, createTrustedProxy(false))('http://internal:3000', request(headers)), true)
+})
+
+t.test('allowedOrigins list (table): entries and Origins compared in the form a browser sends', async (t) => {
+  const check = createOriginCheck(
+    ['https://App.Example/', 'http://plain.example:80', 'https://b\u00fccher.example', 'http://[0:0::1]:3000', 'capacitor://Localhost', 'null'],
+    createTrustedProxy(undefined)
+  )
+  const cases: Array<[origin: string, allowed: boolean, why: string]> = [
+    ['https://app.example', true, 'an entry in another case, with a trailing slash'],
+    ['HTTPS://APP.EXAMPLE', true, 'an Origin in another case'],
+    ['https://app.example/', true, 'an Origin with a trailing slash'],
+    ['http://app.example', false, 'the list compares the scheme'],
+    ['https://app.example:8443', false, 'another port'],
+    ['http://plain.example', true, 'an entry with its default port written out'],
+    ['https://xn--bcher-kva.example', true, 'an IDN entry, as the browser sends it (punycode)'],
+    ['http://[::1]:3000', true, 'an IPv6 entry written out in full'],
+    ['capacitor://localhost', true, 'a non-special scheme (native app shells)'],
+    ['null', true, 'null, named by the list'],
+    ['https://evil.example', false, 'not in the list'],
+    ['', false, 'an empty Origin']
+  ]
+  const anyRequest = request({ host: 'app.example' })
+  for (const [origin, allowed, why] of cases) {
+    t.equal(check(origin, anyRequest), allowed, `${why}: ${JSON.stringify(origin)}`)
+  }
+  t.equal(createOriginCheck([], createTrustedProxy(undefined))('http://app.example', request({ host: 'app.example' })), false,
+    'an empty list refuses every Origin, even the same one')
+})
+
+t.test('allowedOrigins function: it is the check itself', async (t) => {
+  const decide = (origin: string): boolean => origin === 'https://ok.example'
+  t.equal(createOriginCheck(decide, createTrustedProxy(undefined)), decide)
+})
+
+t.test('canonicalOrigin (table): an entry as a browser would send it, or undefined if it is not an origin', async (t) => {
+  const cases: Array<[entry: string, canonical: string | undefined]> = [
+    ['null', 'null'],
+    ['https://App.Example', 'https://app.example'],
+    ['https://app.example/', 'https://app.example'],
+    ['https://app.example:443', 'https://app.example'],
+    ['http://app.example:80', 'http://app.example'],
+    ['ws://app.example:80', 'ws://app.example'],
+    ['http://app.example:8080', 'http://app.example:8080'],
+    ['http://[::1]:3000', 'http://[::1]:3000'],
+    ['http://[0:0::1]', 'http://[::1]'],
+    ['https://b\u00fccher.example', 'https://xn--bcher-kva.example'],
+    ['capacitor://localhost', 'capacitor://localhost'],
+    ['APP://Local', 'app://local'],
+    ['NULL', undefined],
+    ['', undefined],
+    ['app.example', undefined],
+    ['//app.example', undefined],
+    ['https://app.example/path', undefined],
+    ['https://app.example?query', undefined],
+    ['https://app.example#fragment', undefined],
+    ['https://user@app.example', undefined],
+    ['https://*.app.example', undefined],
+    ['https://app .example', undefined],
+    ['https://app.example\\', undefined],
+    ['https://app.example:99999', undefined],
+    ['https://[::1', undefined],
+    ['app://:80', undefined],
+    ['file://localhost', undefined]
+  ]
+  for (const [entry, canonical] of cases) {
+    t.equal(canonicalOrigin(entry), canonical, JSON.stringify(entry))
+  }
+})
+
+t.test('assertOrigins: true for a list of origins, else the error for the first entry that is not one', async (t) => {
+  const fail = (entry: string): Error => new Error(`bad: ${entry}`)
+  t.equal(assertOrigins([], fail), true)
+  t.equal(assertOrigins(['https://app.example', 'null'], fail), true)
+  t.throws(() => assertOrigins(['https://app.example', 'https://*.example', 'ftp://x/y'], fail), { message: 'bad: https://*.example' })
 })
