@@ -1,4 +1,6 @@
 import t from 'tap'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import type { Test } from 'tap'
 import type { Socket as ClientSocket } from 'socket.io-client'
 import type { FastifySessionObject } from '@fastify/session'
@@ -250,3 +252,29 @@ t.test('without sync, the sweep and reloadOnEvent read fresh data, and authorize
     t.same(await end, { order: ['end', 'disconnect'], payload: { reason: 'unauthorized' }, reason: 'io server disconnect' }, label)
   }
 })
+
+t.test('10,000 events sent at once by one client: at most maxPendingEvents wait, and memory stays bounded', async (t) => {
+  const server = await startServer(t, { validateInterval: 0 })
+  let ran = 0
+  server.app.io.on('connection', (socket) => {
+    socket.on('slow', async () => { ran++; await sleep(20) })
+  })
+  const flooder = await connect(t, server.url, { cookie: await login(server.url, 'Ada') })
+  const before = heapAfterGc()
+  const end = once<{ reason: string }>(flooder, 'session:end', 5000)
+  for (let i = 0; i < 10_000; i++) flooder.emit('slow')
+  t.same(await end, { reason: 'overloaded' })
+  await sleep(200)
+  t.ok(ran <= 129, `${ran} handlers ran: the one running and at most 128 waiting`)
+  const grown = heapAfterGc() - before
+  t.comment(`server heap after GC grew by ${(grown / 1024).toFixed(0)} KB`)
+  t.ok(grown < 8 * 1024 * 1024, 'the heap did not grow with the events sent')
+})
+
+/** The heap in use after a full garbage collection (gc made available for this test process). */
+function heapAfterGc (): number {
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  gc()
+  return process.memoryUsage().heapUsed
+}
