@@ -1,0 +1,160 @@
+import t from 'tap'
+import { connect, once, sleep, transportModes } from './helpers/client'
+import { serve, sessionIdOf, setup } from './helpers/lifecycle'
+import { captureLogs, login, logout, me, startServer } from './helpers/server'
+import { TestStore } from './helpers/store'
+
+// lib/session-events.ts: each incoming event is wrapped with reload (reloadOnEvent) and save (autoSave).
+
+for (const { name, transports } of transportModes) {
+  t.test(`${name}: autoSave saves what a handler changed (sync, async, once, with an ack sent after the save)`, async (t) => {
+    const server = await setup(t)
+    const cookie = await login(server.url)
+    const id = await sessionIdOf(server.url, cookie)
+    const socket = await connect(t, server.url, { cookie, transports })
+
+    t.equal(await socket.emitWithAck('increment'), 1)
+    t.equal(server.store.read(id)?.count, 1, 'sync handler: saved before the ack arrived')
+    t.equal(await socket.emitWithAck('increment-async'), 2)
+    t.equal(server.store.read(id)?.count, 2, 'async handler: saved before the ack arrived')
+    socket.emit('increment-once')
+    socket.emit('increment-once')
+    await socket.emitWithAck('read')
+    t.equal(server.store.read(id)?.count, 3, 'once handler, without ack: saved, once')
+    await socket.emitWithAck('forget-note')
+    t.equal((await me(server.url, cookie)).count, 3, 'HTTP sees the socket\'s writes')
+
+    const before = { ...server.store.calls }
+    await socket.emitWithAck('read')
+    await socket.emitWithAck('read')
+    t.same(server.store.calls, before, 'unmodified: no store access at all')
+  })
+}
+
+t.test('autoSave: false saves nothing', async (t) => {
+  const server = await setup(t, { autoSave: false })
+  const cookie = await login(server.url)
+  const socket = await connect(t, server.url, { cookie })
+  t.equal(await socket.emitWithAck('increment'), 1)
+  await sleep(20)
+  t.equal((await me(server.url, cookie)).count, null)
+})
+
+t.test('no clobbering: a socket\'s save keeps the fields an HTTP request wrote meanwhile', async (t) => {
+  const server = await setup(t, { syncSessions: false }) // with sync, the socket would see the write at once
+  const cookie = await login(server.url)
+  const socket = await connect(t, server.url, { cookie })
+  // HTTP writes `note` after the socket loaded its (now stale) copy of the session.
+  await fetch(`${server.url}/note`, { method: 'POST', headers: { cookie, 'content-type': 'application/json' }, body: JSON.stringify({ note: 'from HTTP' }) })
+  t.same(await socket.emitWithAck('read'), { count: null, note: null }, 'without reloadOnEvent the socket has its copy')
+  await socket.emitWithAck('increment')
+  const stored = await me(server.url, cookie)
+  t.equal(stored.note, 'from HTTP', 'the HTTP write survives')
+  t.equal(stored.count, 1, 'the socket write too')
+  t.equal(stored.user?.name, 'Ada')
+})
+
+t.test('a deleted field is deleted in the store, and only that one', async (t) => {
+  const server = await setup(t)
+  const cookie = await login(server.url)
+  await fetch(`${server.url}/note`, { method: 'POST', headers: { cookie, 'content-type': 'application/json' }, body: JSON.stringify({ note: 'x' }) })
+  const socket = await connect(t, server.url, { cookie })
+  await socket.emitWithAck('forget-note')
+  const stored = await me(server.url, cookie)
+  t.equal(stored.note, null)
+  t.equal(stored.user?.name, 'Ada')
+})
+
+t.test('reloadOnEvent: each event sees what HTTP requests wrote', async (t) => {
+  const server = await setup(t, { reloadOnEvent: true })
+  const cookie = await login(server.url)
+  const socket = await connect(t, server.url, { cookie, namespace: '/admin' })
+  const before = server.app.io.of('/admin').sockets.values().next().value?.request.session
+  await fetch(`${server.url}/note`, { method: 'POST', headers: { cookie, 'content-type': 'application/json' }, body: JSON.stringify({ note: 'fresh' }) })
+  t.same(await socket.emitWithAck('read'), { count: null, note: 'fresh' })
+  const after = server.app.io.of('/admin').sockets.values().next().value?.request.session
+  t.not(after, before, 'socket.request.session is a new object: captured references go stale')
+})
+
+t.test('no lost updates: 10 sockets x 100 increments of one session leave count 1000', async (t) => {
+  const server = await setup(t, { reloadOnEvent: true })
+  const cookie = await login(server.url)
+  const sockets = await Promise.all(Array.from({ length: 10 }, async (_, i) =>
+    await connect(t, server.url, { cookie, namespace: i % 2 === 0 ? '/' : '/admin' })))
+  await Promise.all(sockets.map(async (socket) => {
+    const acks: Array<Promise<unknown>> = []
+    for (let i = 0; i < 100; i++) acks.push(socket.emitWithAck(i % 2 === 0 ? 'increment' : 'increment-async'))
+    await Promise.all(acks)
+  }))
+  t.equal((await me(server.url, cookie)).count, 1000)
+})
+
+t.test('no resurrection: a session destroyed elsewhere is never written back by a socket', async (t) => {
+  const ended: Array<[string, string]> = []
+  const server = await setup(t, { onSessionEnd: (id, reason) => { ended.push([id, reason]) } })
+  const cookie = await login(server.url)
+  const id = await sessionIdOf(server.url, cookie)
+  const socket = await connect(t, server.url, { cookie })
+  const closed = once(socket, 'disconnect')
+  server.store.data.delete(id) // another node, or an admin tool, destroyed it
+  socket.emit('increment')
+  t.equal(await closed, 'transport close', 'the socket is closed so that it handshakes again')
+  t.notOk(server.store.data.has(id), 'not written back')
+  t.same(ended, [[id, 'destroyed']], 'onSessionEnd, once')
+})
+
+t.test('no resurrection: an HTTP logout racing a socket that saves', async (t) => {
+  const server = await setup(t)
+  const cookie = await login(server.url)
+  const id = await sessionIdOf(server.url, cookie)
+  const socket = await connect(t, server.url, { cookie })
+  socket.emit('note-later', 'written after logout', () => {})
+  await sleep(20) // the handler is waiting inside
+  t.equal((await logout(server.url, cookie)).status, 204)
+  await sleep(300) // the handler has completed, and tried to save
+  t.notOk(server.store.data.has(id), 'the logged-out session stays destroyed')
+})
+
+t.test('a handler that throws is logged, saves nothing, and the socket keeps working', async (t) => {
+  const { lines, logger } = captureLogs('error')
+  const store = new TestStore()
+  const server = await startServer(t, { validateInterval: 0 }, { session: { store }, fastify: { logger } })
+  serve(server)
+  const cookie = await login(server.url)
+  const socket = await connect(t, server.url, { cookie })
+  socket.emit('fail')
+  t.equal(await socket.emitWithAck('increment'), 1, 'still served')
+  t.ok(lines.some((line) => line.level === 50 && line.msg === 'socket.io event handler failed'))
+})
+
+t.test('a fresh session (no cookie) modified by a socket is saved as a new session', async (t) => {
+  const server = await setup(t)
+  const socket = await connect(t, server.url)
+  t.equal(await socket.emitWithAck('increment'), 1)
+  t.equal(server.store.data.size, 1, 'stored')
+  t.equal(await socket.emitWithAck('increment'), 2)
+  t.equal([...server.store.data.values()].map((json) => JSON.parse(json).count)[0], 2, 'then merged into')
+})
+
+t.test('reloadOnEvent: an event on a destroyed or expired session is dropped and the session\'s sockets closed', async (t) => {
+  const ended: Array<[string, string]> = []
+  const server = await setup(t, { reloadOnEvent: true, keepAlive: false, onSessionEnd: (id, reason) => { ended.push([id, reason]) } }, { cookie: { secure: false, maxAge: 200 }, rolling: false })
+
+  const destroyed = await login(server.url, 'Ada')
+  const destroyedId = await sessionIdOf(server.url, destroyed)
+  const a = await connect(t, server.url, { cookie: destroyed })
+  const closedA = once(a, 'disconnect')
+  server.store.data.delete(destroyedId)
+  a.emit('increment')
+  t.equal(await closedA, 'transport close')
+  t.notOk(server.store.data.has(destroyedId), 'nothing written')
+
+  const expiring = await login(server.url, 'Bob')
+  const expiringId = await sessionIdOf(server.url, expiring)
+  const b = await connect(t, server.url, { cookie: expiring })
+  await sleep(250)
+  const closedB = once(b, 'disconnect')
+  b.emit('increment')
+  t.equal(await closedB, 'transport close')
+  t.same(ended, [[destroyedId, 'destroyed'], [expiringId, 'expired']])
+})
