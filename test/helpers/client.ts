@@ -61,6 +61,9 @@ export async function once<T = unknown> (emitter: { once (event: string, fn: (..
   })
 }
 
+/** The reason of the socket's next 'disconnect' (within 2 s). */
+export const disconnectReason = async (socket: Socket): Promise<string> => await once<string>(socket, 'disconnect', 2000)
+
 export const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
 
 /**

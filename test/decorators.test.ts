@@ -1,8 +1,10 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import type { Socket } from 'socket.io-client'
-import { connect, once, refused, transportModes, type Transports } from './helpers/client'
+import { connect, disconnectReason, refused, transportModes, type Transports } from './helpers/client'
 import { login, logout, me, startServer, type TestServer } from './helpers/server'
+
+// lib/decorators.ts: reply.logout, reply.regenerateSession, reply.disconnectSessionSockets, fastify.disconnectSession.
 
 const loggedIn = { authorize: (session: { user?: unknown }) => session.user !== undefined }
 
@@ -14,8 +16,6 @@ async function openEverywhere (t: Test, server: TestServer, cookie: string, tran
     await connect(t, server.url, { cookie, transports, namespace: '/admin' })
   ]
 }
-
-const disconnectReason = async (socket: Socket): Promise<string> => await once<string>(socket, 'disconnect', 2000)
 
 for (const { name, transports } of transportModes) {
   t.test(`${name}: reply.logout() destroys the session, clears the cookie and disconnects every socket of the session`, async (t) => {
@@ -92,60 +92,4 @@ t.test('fastify.disconnectSession(id) disconnects that session only', async (t) 
   await server.app.disconnectSession((await me(server.url, ada)).sessionId)
   t.equal(await reason, 'io server disconnect')
   t.ok(bobSocket.connected)
-})
-
-t.test('a request that regenerates or destroys the session by other means disconnects the old id\'s sockets', async (t) => {
-  const server = await startServer(t, {}, {
-    after: (app) => {
-      app.post('/raw-regenerate', async (request) => {
-        await request.session.regenerate()
-        request.session.user = { id: 'x', name: 'X' }
-        return { ok: true }
-      })
-      app.post('/raw-destroy', async (request) => {
-        await request.session.destroy()
-        return { ok: true }
-      })
-      app.get('/untouched', async () => ({ ok: true }))
-    }
-  })
-  for (const route of ['/raw-regenerate', '/raw-destroy']) {
-    const cookie = await login(server.url)
-    const socket = await connect(t, server.url, { cookie })
-    await fetch(`${server.url}/untouched`, { headers: { cookie } })
-    t.ok(socket.connected, 'a request that keeps the id leaves the sockets alone')
-    const reason = disconnectReason(socket)
-    await fetch(`${server.url}${route}`, { method: 'POST', headers: { cookie } })
-    t.equal(await reason, 'io server disconnect', route)
-  }
-})
-
-t.test('rooms: each socket joins its session room, custom names and the user room', async (t) => {
-  const server = await startServer(t, {
-    sessionRoom: (id) => `s/${id}`,
-    userRoom: (session) => session.user === undefined ? undefined : `user:${session.user.id}`
-  })
-  server.app.io.of('/admin')
-  const firstTab = await login(server.url, 'Ada')
-  const secondTab = await login(server.url, 'Ada') // another session of the same user
-  const anonymous = await connect(t, server.url)
-  const a = await connect(t, server.url, { cookie: firstTab })
-  const b = await connect(t, server.url, { cookie: secondTab, namespace: '/admin' })
-  const { sessionId } = await me(server.url, firstTab)
-
-  const rooms = (await server.app.io.fetchSockets()).find((s) => s.id === a.id)?.rooms
-  t.ok(rooms?.has(`s/${sessionId}`), 'the session room')
-  t.ok(rooms?.has('user:id-Ada'), 'the user room')
-  t.equal((await server.app.sessionSockets(sessionId)).length, 1, 'sessionSockets')
-
-  const got = once(a, 'notice')
-  server.app.io.to('user:id-Ada').emit('notice', 'hi')
-  t.equal(await got, 'hi', 'a user room emit reaches the user')
-  const gotAdmin = once(b, 'notice')
-  server.app.io.of('/admin').to('user:id-Ada').emit('notice', 'hi admin')
-  t.equal(await gotAdmin, 'hi admin', 'rooms are per namespace')
-  let leaked = false
-  anonymous.on('notice', () => { leaked = true })
-  await new Promise((resolve) => setTimeout(resolve, 50))
-  t.notOk(leaked, 'nobody else')
 })
