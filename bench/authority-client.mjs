@@ -7,6 +7,7 @@ import { io } from 'socket.io-client'
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { answerCommands } from './servers/control.mjs'
+import { pool } from './pool.mjs'
 
 /** Groups of sessions: name → [{ cookie, tag, sockets, events, waiters }]. */
 const groups = new Map()
@@ -20,20 +21,6 @@ async function post (url, path, cookie, body = {}) {
   const text = await res.text()
   if (res.status !== 200) throw new Error(`POST ${path}: HTTP ${res.status}`)
   return { res, body: text === '' ? undefined : JSON.parse(text) }
-}
-
-/** Runs `fn(i)` for i in [0, n) with at most `concurrency` in flight. */
-async function pool (n, concurrency, fn) {
-  const results = new Array(n)
-  let next = 0
-  async function worker () {
-    while (next < n) {
-      const i = next++
-      results[i] = await fn(i)
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker))
-  return results
 }
 
 function record (entry, kind, value) {

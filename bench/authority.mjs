@@ -4,14 +4,15 @@
 // Everything on 127.0.0.1: its own redis-server, each node in its own child process
 // (servers/authority-node.mjs), the clients in another (authority-client.mjs).
 // Usage: node bench/authority.mjs [--rounds 3] [--quick]
-import { fork, spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createConnection, createServer } from 'node:net'
-import { cpus, loadavg, tmpdir } from 'node:os'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { createConnection } from 'node:net'
+import { cpus, loadavg } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { startChild, withTimeout } from './children.mjs'
+import { startRedis } from './redis.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const started = performance.now()
@@ -47,126 +48,15 @@ function log (...args) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Child processes, each driven over IPC ({ id, cmd } → { id, result | error }); all killed on exit.
+// Child processes (bench/children.mjs), each driven over IPC ({ id, cmd } → { id, result | error });
+// all killed on exit. Redis (bench/redis.mjs): a private redis-server on a free loopback port, no
+// persistence, stopped at the end.
 
-const children = new Set()
-function killChildren () {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-}
-process.on('exit', killChildren)
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => { killChildren(); process.exit(130) })
-
-function withTimeout (promise, ms, what) {
-  let timer
-  return Promise.race([
-    promise,
-    new Promise((resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms) })
-  ]).finally(() => clearTimeout(timer))
-}
-
-function startChild (file, args = []) {
-  const child = fork(join(here, file), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  children.add(child)
-  const pending = new Map()
-  let seq = 0
-  let onReady
-  const readyMessage = new Promise((resolve, reject) => {
-    onReady = resolve
-    child.once('exit', (code) => reject(new Error(`${file} exited (${code}) before it was ready`)))
-  })
-  readyMessage.catch(() => {})
-  child.on('message', (msg) => {
-    if (msg?.ready) return onReady(msg)
-    const entry = pending.get(msg?.id)
-    if (entry === undefined) return
-    pending.delete(msg.id)
-    clearTimeout(entry.timer)
-    if (msg.error !== undefined) entry.reject(new Error(`${file} ${entry.cmd}: ${msg.error}`))
-    else entry.resolve(msg.result)
-  })
-  child.on('exit', (code, signal) => {
-    children.delete(child)
-    for (const entry of pending.values()) {
-      clearTimeout(entry.timer)
-      entry.reject(new Error(`${file} exited (${code ?? signal}) during ${entry.cmd}`))
-    }
-    pending.clear()
-  })
-  return {
-    ready: () => withTimeout(readyMessage, 20_000, `${file} ready`),
-    call (cmd, params = {}, timeoutMs = 60_000) {
-      const id = ++seq
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => { pending.delete(id); reject(new Error(`${file} ${cmd}: no answer in ${timeoutMs} ms`)) }, timeoutMs)
-        pending.set(id, { resolve, reject, timer, cmd })
-        child.send({ id, cmd, ...params })
-      })
-    },
-    async stop () {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      const exited = new Promise((resolve) => child.once('exit', resolve))
-      try { await this.call('exit', {}, 5000) } catch {}
-      if (!(await withTimeout(exited, 5000, 'exit').then(() => true, () => false))) {
-        child.kill('SIGKILL')
-        await exited
-      }
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Redis: a private redis-server on a free loopback port, no persistence, stopped at the end.
-
-function freePort () {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
-  })
-}
-
-async function startRedis () {
-  const probe = spawnSync('redis-server', ['--version'], { stdio: 'ignore' })
-  if (probe.error !== undefined || probe.status !== 0) {
-    throw new Error('redis-server is not on PATH (Debian: apt-get install redis-server); the live-authority bench needs a real Redis for its two nodes')
-  }
-  const port = await freePort()
-  const dir = mkdtempSync(join(tmpdir(), 'bench-authority-redis-'))
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-    { stdio: ['ignore', 'pipe', 'inherit'] })
-  children.add(proc)
-  proc.on('exit', () => children.delete(proc))
-  let output = ''
-  await withTimeout(new Promise((resolve, reject) => {
-    proc.stdout.on('data', (chunk) => {
-      output += chunk
-      if (output.includes('Ready to accept connections')) resolve()
-    })
-    proc.once('exit', (code) => reject(new Error(`redis-server exited (${code}): ${output}`)))
-  }), 10_000, 'redis-server start')
-  proc.stdout.resume()
-  const version = spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).stdout.match(/v=(\S+)/)?.[1]
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    version,
-    /** CPU time (µs) the redis-server process used so far, as its INFO cpu reports it (getrusage). */
-    async cpuUs () {
-      const info = await redisCommand(port, ['INFO', 'cpu'])
-      const field = (name) => Number(info.match(new RegExp(`${name}:([0-9.]+)`))?.[1])
-      return (field('used_cpu_sys') + field('used_cpu_user')) * 1e6
-    },
-    async stop () {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        const exited = new Promise((resolve) => proc.once('exit', resolve))
-        proc.kill('SIGTERM')
-        await withTimeout(exited, 5000, 'redis-server stop').catch(() => proc.kill('SIGKILL'))
-      }
-      rmSync(dir, { recursive: true, force: true })
-    }
-  }
+/** CPU time (µs) the redis-server process used so far, as its INFO cpu reports it (getrusage). */
+async function redisCpuUs (redis) {
+  const info = await redisCommand(redis.port, ['INFO', 'cpu'])
+  const field = (name) => Number(info.match(new RegExp(`${name}:([0-9.]+)`))?.[1])
+  return (field('used_cpu_sys') + field('used_cpu_user')) * 1e6
 }
 
 /** Sends one command over a new connection and resolves with its reply (a bulk string) as text. */
@@ -319,9 +209,9 @@ const topologies = [
 async function throughputPhase (variant, client, redis, n) {
   const nodes = variant.nodes
   const before = await Promise.all(nodes.map((x) => x.node.call('usage')))
-  const redisBefore = await redis.cpuUs()
+  const redisBefore = await redisCpuUs(redis)
   const run = await client.call('load', { group: variant.group, url: nodes[0].url, n, concurrency: config.concurrency }, 120_000)
-  const redisAfter = await redis.cpuUs()
+  const redisAfter = await redisCpuUs(redis)
   const after = await Promise.all(nodes.map((x) => x.node.call('usage')))
   const ok = n - run.failures
   if (run.failures > 0) log(`${variant.key}: ${run.failures} failed requests`)
@@ -399,6 +289,10 @@ const redis = await startRedis().catch((err) => {
   console.error(`bench/authority.mjs: ${err.message}`)
   process.exit(1)
 })
+if (redis === null) {
+  console.error('bench/authority.mjs: redis-server is not on PATH (Debian: apt-get install redis-server); the live-authority bench needs a real Redis for its two nodes')
+  process.exit(1)
+}
 const servers = []
 let client
 const latencyRuns = []

@@ -2,6 +2,7 @@
 // Every loop is bounded: each connection has a timeout, each phase a count.
 import { io } from 'socket.io-client'
 import { answerCommands } from './servers/control.mjs'
+import { pool } from './pool.mjs'
 
 const held = []
 let fanout = null
@@ -57,20 +58,6 @@ function connectOne ({ url, namespace = '/', transports, headers, query, upgrade
       engine.once('upgradeError', fail)
     })
   })
-}
-
-/** Runs `fn(i)` for i in [0, n) with at most `concurrency` in flight; returns the results. */
-async function pool (n, concurrency, fn) {
-  const results = new Array(n)
-  let next = 0
-  async function worker () {
-    while (next < n) {
-      const i = next++
-      results[i] = await fn(i)
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker))
-  return results
 }
 
 function percentile (sorted, p) {

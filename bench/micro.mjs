@@ -3,14 +3,12 @@
 // Times are CPU time of this process (user + system) per call, the median of 7 runs, so that other
 // processes on the machine inflate them less than wall time would.
 // Usage: node bench/micro.mjs [--n 20000] [--store memory|json]
-import fastifyCookie from '@fastify/cookie'
-import fastifySession from '@fastify/session'
-import Fastify from 'fastify'
 import fastifySocketIoSession from 'fastify-socket.io-session'
 import { createRequire } from 'node:module'
 import { IncomingMessage } from 'node:http'
 import { Socket } from 'node:net'
 import { parseArgs } from 'node:util'
+import { sessionApp } from './servers/app.mjs'
 
 const require = createRequire(import.meta.url)
 const { createSessionLoader } = require('../dist/session-load.js')
@@ -26,14 +24,7 @@ class JsonStore {
   destroy (id, cb) { this.data.delete(id); cb() }
 }
 
-const app = Fastify({ logger: false })
-await app.register(fastifyCookie)
-await app.register(fastifySession, {
-  secret: 'a secret with at least 32 characters of entropy',
-  cookie: { secure: false, maxAge: 24 * 3600 * 1000 },
-  saveUninitialized: false,
-  ...(cli.store === 'json' ? { store: new JsonStore() } : {})
-})
+const app = await sessionApp(cli.store === 'json' ? new JsonStore() : undefined)
 await app.register(fastifySocketIoSession, { authorize: (session) => session.get('user') !== undefined, validateInterval: 0 })
 app.post('/login', async (request) => {
   request.session.set('user', { id: 'u1', name: 'Ada' })

@@ -8,15 +8,16 @@
 // 'authority' runs bench/authority.mjs (live authority: revocation latency, cost of syncSessions) at the
 // end, when redis-server is on PATH, and adds its tables to the report and a panel to the chart.
 // --ab adds (f): the plugin built elsewhere (a modified copy of dist/), in-memory store, to compare with (b).
-import { fork, spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync, readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
-import { cpus, loadavg, release, tmpdir, totalmem, type } from 'node:os'
+import { fork, spawnSync } from 'node:child_process'
+import { mkdirSync, writeFileSync, existsSync, readdirSync, readFileSync } from 'node:fs'
+import { cpus, loadavg, release, totalmem, type } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { renderChart } from './chart.mjs'
+import { children, startChild as forkChild } from './children.mjs'
+import { startRedis } from './redis.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const { values: cli } = parseArgs({
@@ -83,99 +84,8 @@ if (cli.ab !== undefined) {
 }
 const others = ['b', 'c', 'd', 'e', 'f']
 
-// ---------------------------------------------------------------------------------------------
-// Child processes: every one started here is tracked and killed on the way out.
-
-const children = new Set()
-
-function killChildren () {
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-  }
-}
-process.on('exit', killChildren)
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => {
-    killChildren()
-    process.exit(130)
-  })
-}
-
-function startChild (file, args = [], execArgv = []) {
-  const child = fork(join(here, file), args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  children.add(child)
-  const pending = new Map()
-  let seq = 0
-  let onReady
-  const readyMessage = new Promise((resolve, reject) => {
-    onReady = resolve
-    child.once('exit', (code) => reject(new Error(`${file} exited (${code}) before it was ready`)))
-  })
-  readyMessage.catch(() => {})
-  child.on('message', (msg) => {
-    if (msg?.ready) return onReady(msg)
-    const entry = pending.get(msg?.id)
-    if (entry === undefined) return
-    pending.delete(msg.id)
-    clearTimeout(entry.timer)
-    if (msg.error !== undefined) entry.reject(new Error(`${file} ${entry.cmd}: ${msg.error}`))
-    else entry.resolve(msg.result)
-  })
-  child.on('exit', (code, signal) => {
-    children.delete(child)
-    for (const entry of pending.values()) {
-      clearTimeout(entry.timer)
-      entry.reject(new Error(`${file} exited (${code ?? signal}) during ${entry.cmd}`))
-    }
-    pending.clear()
-  })
-  return {
-    child,
-    ready: (timeoutMs = 20_000) => withTimeout(readyMessage, timeoutMs, `${file} ready`),
-    call (cmd, params = {}, timeoutMs = 120_000) {
-      const id = ++seq
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          pending.delete(id)
-          reject(new Error(`${file} ${cmd}: no answer in ${timeoutMs} ms`))
-        }, timeoutMs)
-        pending.set(id, { resolve, reject, timer, cmd })
-        child.send({ id, cmd, ...params })
-      })
-    },
-    async stop () {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      const exited = new Promise((resolve) => child.once('exit', resolve))
-      try { await this.call('exit', {}, 5000) } catch {}
-      if (!(await withTimeout(exited, 5000, 'exit').then(() => true, () => false))) {
-        child.kill('SIGKILL')
-        await exited
-      }
-    }
-  }
-}
-
-function withTimeout (promise, ms, what) {
-  let timer
-  return Promise.race([
-    promise,
-    new Promise((resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms) })
-  ]).finally(() => clearTimeout(timer))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Redis, when redis-server is on PATH: one private instance on a free loopback port.
-
-function freePort () {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
-  })
-}
+// Child processes (bench/children.mjs): tracked, and killed on the way out.
+const startChild = (file, args = [], execArgv = []) => forkChild(file, args, { execArgv, callTimeoutMs: 120_000 })
 
 /** The installed versions of these packages (as the bench's servers resolve them). */
 function packageVersions (names) {
@@ -186,39 +96,6 @@ function packageVersions (names) {
     } catch {}
   }
   return out
-}
-
-async function startRedis () {
-  const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
-  if (probe.status !== 0) return null
-  const version = /v=([\d.]+)/.exec(probe.stdout ?? '')?.[1]
-  const port = await freePort()
-  const dir = mkdtempSync(join(tmpdir(), 'bench-redis-'))
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-    { stdio: ['ignore', 'pipe', 'inherit'] })
-  children.add(proc)
-  proc.on('exit', () => children.delete(proc))
-  let output = ''
-  await withTimeout(new Promise((resolve, reject) => {
-    proc.stdout.on('data', (chunk) => {
-      output += chunk
-      if (output.includes('Ready to accept connections')) resolve()
-    })
-    proc.once('exit', (code) => reject(new Error(`redis-server exited (${code}): ${output}`)))
-  }), 10_000, 'redis-server start')
-  proc.stdout.resume()
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    version,
-    async stop () {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        const exited = new Promise((resolve) => proc.once('exit', resolve))
-        proc.kill('SIGTERM')
-        await withTimeout(exited, 5000, 'redis-server stop').catch(() => proc.kill('SIGKILL'))
-      }
-      rmSync(dir, { recursive: true, force: true })
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

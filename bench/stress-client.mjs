@@ -2,6 +2,7 @@
 // socket.io-client. Every connection has a timeout and every phase a count.
 import { io } from 'socket.io-client'
 import { answerCommands } from './servers/control.mjs'
+import { pool } from './pool.mjs'
 
 const held = []
 const transports = { websocket: ['websocket'], polling: ['polling', 'websocket'] }
@@ -29,19 +30,6 @@ function connectOne ({ url, namespace = '/', transport = 'websocket', cookie, ti
       socket.io.engine.once('upgradeError', fail)
     })
   })
-}
-
-async function pool (n, concurrency, fn) {
-  const results = new Array(n)
-  let next = 0
-  async function worker () {
-    while (next < n) {
-      const i = next++
-      results[i] = await fn(i)
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker))
-  return results
 }
 
 function percentile (values, p) {

@@ -9,14 +9,14 @@
 //   3. Two nodes on Redis (connect-redis + the Redis adapter), 2,000 sockets each: logout fan-out, from
 //      the logout request on one node to each socket's disconnect, on that node and on the other.
 // Usage: node bench/stress.mjs [--quick] [--only cycles,load,redis]   (npm run stress builds first)
-import { fork, spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
-import { cpus, totalmem, tmpdir } from 'node:os'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { startChild as forkChild } from './children.mjs'
+import { startRedis } from './redis.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const { values: cli } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } } })
@@ -39,103 +39,12 @@ const started = performance.now()
 const log = (...args) => process.stderr.write(`[stress ${((performance.now() - started) / 1000).toFixed(0)}s] ${args.join(' ')}\n`)
 
 // ---------------------------------------------------------------------------------------------
-// Child processes (the pattern of bench/run.mjs): tracked, and killed on the way out.
-
-const children = new Set()
-process.on('exit', () => { for (const child of children) child.kill('SIGKILL') })
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130))
-
-function withTimeout (promise, ms, what) {
-  let timer
-  return Promise.race([promise, new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms) })])
-    .finally(() => clearTimeout(timer))
-}
+// Child processes (bench/children.mjs): tracked, and killed on the way out. `ready()` resolves with
+// the child's URL.
 
 function startChild (file, args = []) {
-  const child = fork(join(here, file), args, { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  children.add(child)
-  const pending = new Map()
-  let seq = 0
-  let onReady
-  const readyMessage = new Promise((resolve, reject) => {
-    onReady = resolve
-    child.once('exit', (code) => reject(new Error(`${file} exited (${code}) before it was ready`)))
-  })
-  readyMessage.catch(() => {})
-  child.on('message', (msg) => {
-    if (msg?.ready) return onReady(msg)
-    const entry = pending.get(msg?.id)
-    if (entry === undefined) return
-    pending.delete(msg.id)
-    clearTimeout(entry.timer)
-    if (msg.error !== undefined) entry.reject(new Error(`${file} ${entry.cmd}: ${msg.error}`))
-    else entry.resolve(msg.result)
-  })
-  child.on('exit', (code, signal) => {
-    children.delete(child)
-    for (const entry of pending.values()) {
-      clearTimeout(entry.timer)
-      entry.reject(new Error(`${file} exited (${code ?? signal}) during ${entry.cmd}`))
-    }
-    pending.clear()
-  })
-  return {
-    ready: async () => {
-      const { port } = await withTimeout(readyMessage, 30_000, `${file} ready`)
-      return `http://127.0.0.1:${port}`
-    },
-    call (cmd, params = {}, timeoutMs = 300_000) {
-      const id = ++seq
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => { pending.delete(id); reject(new Error(`${file} ${cmd}: no answer in ${timeoutMs} ms`)) }, timeoutMs)
-        pending.set(id, { resolve, reject, timer, cmd })
-        child.send({ id, cmd, ...params })
-      })
-    },
-    async stop () {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      const exited = new Promise((resolve) => child.once('exit', resolve))
-      try { await this.call('exit', {}, 5000) } catch {}
-      if (!(await withTimeout(exited, 5000, 'exit').then(() => true, () => false))) {
-        child.kill('SIGKILL')
-        await exited
-      }
-    }
-  }
-}
-
-async function freePort () {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)) })
-  })
-}
-
-async function startRedis () {
-  if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status !== 0) return null
-  const port = await freePort()
-  const dir = mkdtempSync(join(tmpdir(), 'stress-redis-'))
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'inherit'] })
-  children.add(proc)
-  proc.on('exit', () => children.delete(proc))
-  let output = ''
-  await withTimeout(new Promise((resolve, reject) => {
-    proc.stdout.on('data', (chunk) => { output += chunk; if (output.includes('Ready to accept connections')) resolve() })
-    proc.once('exit', (code) => reject(new Error(`redis-server exited (${code}): ${output}`)))
-  }), 10_000, 'redis-server start')
-  proc.stdout.resume()
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    async stop () {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        const exited = new Promise((resolve) => proc.once('exit', resolve))
-        proc.kill('SIGTERM')
-        await withTimeout(exited, 5000, 'redis-server stop').catch(() => proc.kill('SIGKILL'))
-      }
-      rmSync(dir, { recursive: true, force: true })
-    }
-  }
+  const child = forkChild(file, args, { execArgv: ['--expose-gc'], readyTimeoutMs: 30_000, callTimeoutMs: 300_000 })
+  return { ...child, ready: async () => `http://127.0.0.1:${(await child.ready()).port}` }
 }
 
 const median = (values) => {

@@ -18,11 +18,10 @@
 // each time it applies fresh data to a connected socket's session (public API), emits 'bench:v' with
 // the new `v` to the sockets of watched sessions. It emits nothing for other sessions, so the
 // throughput phases measure sync without any message to clients.
-import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
-import Fastify from 'fastify'
 import fastifySocketIoSession from 'fastify-socket.io-session'
 import { parseArgs } from 'node:util'
+import { sessionApp } from './app.mjs'
 import { ready, serveControl } from './control.mjs'
 
 const { values: args } = parseArgs({
@@ -55,14 +54,7 @@ if (args.store === 'redis') {
   store = new fastifySession.MemoryStore()
 }
 
-const app = Fastify({ logger: false })
-await app.register(fastifyCookie)
-await app.register(fastifySession, {
-  secret: 'a secret with at least 32 characters of entropy',
-  cookie: { secure: false, maxAge: 24 * 3600 * 1000 },
-  saveUninitialized: false,
-  store
-})
+const app = await sessionApp(store)
 await app.register(fastifySocketIoSession, {
   syncSessions: args.sync === 'on',
   validateInterval: 0,

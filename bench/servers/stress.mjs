@@ -3,12 +3,11 @@
 // (--store=redis --redis=url), and a second namespace. A 'count' event saves the session (autoSave).
 // Besides control.mjs's commands: `state` (what is left per session), `reads` (the store's reads, to
 // time a sweep), `closeCheck` (fastify.close(), then the active handles and timers).
-import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
-import Fastify from 'fastify'
 import fastifySocketIoSession from 'fastify-socket.io-session'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { sessionApp } from './app.mjs'
 import { ready, serveControl } from './control.mjs'
 
 const { values: args } = parseArgs({
@@ -50,14 +49,7 @@ store.get = function countedGet (sessionId, callback) {
   return get.call(this, sessionId, callback)
 }
 
-const app = Fastify({ logger: false })
-await app.register(fastifyCookie)
-await app.register(fastifySession, {
-  secret: 'a secret with at least 32 characters of entropy',
-  cookie: { secure: false, maxAge: 24 * 3600 * 1000 },
-  saveUninitialized: false,
-  store
-})
+const app = await sessionApp(store)
 await app.register(fastifySocketIoSession, {
   serverOptions,
   authorize: (session) => session.user !== undefined,
