@@ -3,22 +3,10 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import type { Socket as ClientSocket } from 'socket.io-client'
 import type { SessionEndReason, SessionSocket } from '../types/index'
 import { client, connect, refused, sleep, transportModes, type Transports } from './helpers/client'
+import { watchCrashes } from './helpers/process'
 import { captureLogs, login, me, startServer } from './helpers/server'
 import { adapterReady, skipWithoutRedis, startRedis, startRedisNode, type RedisNode } from './helpers/redis'
 import { TestStore } from './helpers/store'
-
-/** Records what would crash the process: an uncaught exception or an unhandled rejection. */
-function watchCrashes (t: Test): unknown[] {
-  const crashes: unknown[] = []
-  const onCrash = (err: unknown): void => { crashes.push(err) }
-  process.on('uncaughtException', onCrash)
-  process.on('unhandledRejection', onCrash)
-  t.teardown(() => {
-    process.off('uncaughtException', onCrash)
-    process.off('unhandledRejection', onCrash)
-  })
-  return crashes
-}
 
 function serve (app: { io: { on: (event: 'connection', fn: (socket: SessionSocket) => void) => unknown } }): void {
   app.io.on('connection', (socket) => {

@@ -1,24 +1,12 @@
-import t, { type Test } from 'tap'
+import t from 'tap'
 import fc from 'fast-check'
 import { sign, unsign } from '@fastify/cookie'
 import type { FastifyInstance } from 'fastify'
 import type { SessionSocket } from '../types/index'
 import { connect, handshake, sleep, transportModes, type Handshake } from './helpers/client'
+import { watchCrashes } from './helpers/process'
 import { captureLogs, login, me, secret, startServer, type LogLine } from './helpers/server'
 import { TestStore } from './helpers/store'
-
-/** Records what would crash the process: an uncaught exception or an unhandled rejection. */
-function watchCrashes (t: Test): unknown[] {
-  const crashes: unknown[] = []
-  const onCrash = (err: unknown): void => { crashes.push(err) }
-  process.on('uncaughtException', onCrash)
-  process.on('unhandledRejection', onCrash)
-  t.teardown(() => {
-    process.off('uncaughtException', onCrash)
-    process.off('unhandledRejection', onCrash)
-  })
-  return crashes
-}
 
 type Session = Record<string, any> & { set: (key: string, value: unknown) => void }
 

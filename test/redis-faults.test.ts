@@ -4,6 +4,7 @@ import { Writable } from 'node:stream'
 import type { Socket as ClientSocket } from 'socket.io-client'
 import type { SessionEndReason, SessionSocket } from '../types/index'
 import { client, connect, once, refused, sleep, transportModes } from './helpers/client'
+import { watchCrashes } from './helpers/process'
 import { login, me } from './helpers/server'
 import { adapterReady, skipWithoutRedis, startRedis, startRedisNode, type RedisNode } from './helpers/redis'
 
@@ -46,14 +47,7 @@ async function connectWhenBack (t: Parameters<typeof connect>[0], url: string, o
 
 t.test('Redis stops while clients connect, then comes back', { skip: skipWithoutRedis }, async (t) => {
   // Nothing may crash: record what would have crashed the process instead of letting tap see it first.
-  const crashes: unknown[] = []
-  const onCrash = (err: unknown): void => { crashes.push(err) }
-  process.on('uncaughtException', onCrash)
-  process.on('unhandledRejection', onCrash)
-  t.teardown(() => {
-    process.off('uncaughtException', onCrash)
-    process.off('unhandledRejection', onCrash)
-  })
+  const crashes = watchCrashes(t)
 
   const redis = await startRedis(t)
   const ended: Array<{ node: string, sessionId: string, reason: SessionEndReason }> = []
