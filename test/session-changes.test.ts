@@ -128,6 +128,8 @@ const unstorable: Array<[value: unknown, problem: string]> = [
   [{ n: 1n }, 'a BigInt'],
   [[Number.NaN], 'NaN'],
   [{ toJSON () { throw new Error('no') } }, 'a value JSON cannot encode'],
+  [{ first: () => 1, later: { toJSON () { throw new Error('no') } } }, 'a function'],
+  [{ toJSON: () => undefined }, 'a value JSON cannot encode'],
   [deep(100_000), 'a value nested too deep']
 ]
 
