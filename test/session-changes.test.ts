@@ -171,6 +171,17 @@ t.test('a refused change puts back changed and deleted fields as the snapshot ha
   t.ok(Object.hasOwn(s, 'u'), 'a field that was undefined is back as an undefined field')
 })
 
+t.test('a value whose JSON changes from one read to the next (unstorable at first) is refused with the generic problem', async (t) => {
+  const s = session({ a: 1 })
+  const before = snapshot(s)
+  let reads = 0
+  s.flaky = { toJSON: () => ++reads === 1 ? () => 1 : 'fine now' }
+  const err = refusalOf(before, s) as UnstorableChangeError
+  t.match(err, { message: /field 'flaky' holds a value JSON cannot encode/ })
+  t.same(err.fields, ['flaky'])
+  t.notOk(Object.hasOwn(s, 'flaky'), 'and removed')
+})
+
 t.test('a field that was already unstorable is left as the handler made it (nothing to restore it from)', async (t) => {
   const s = session({ list: [() => 1] })
   const before = snapshot(s)
