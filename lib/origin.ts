@@ -13,7 +13,8 @@ export type OriginCheck = (origin: string, request: IncomingMessage) => boolean
 export function createOriginCheck (allowedOrigins: ResolvedOptions['allowedOrigins'], trusted: TrustedProxy): OriginCheck {
   if (typeof allowedOrigins === 'function') return allowedOrigins
   if (Array.isArray(allowedOrigins)) {
-    const allowed = new Set(allowedOrigins.map((entry) => canonicalOrigin(entry) ?? normalizeOrigin(entry)))
+    // Every entry is an origin: resolveOptions refused the list otherwise (assertOrigins).
+    const allowed = new Set(allowedOrigins.map(canonicalOrigin))
     return (origin) => allowed.has(normalizeOrigin(origin))
   }
   return (origin, request) => isSameOrigin(origin, trusted.host(request))

@@ -116,7 +116,7 @@ const lossyObjects: Array<[new (...args: any[]) => object, string]> = [
  * whatever merges the data later).
  */
 export function problemOf (value: unknown): string | undefined {
-  return checkedJson(value) === undefined ? problem ?? 'a value JSON cannot encode' : undefined
+  return checkedJson(value) === undefined ? problem : undefined // checkedJson sets `problem` whenever it gives undefined
 }
 
 /** What the last `checkedJson` found (one check runs at a time: it is synchronous). */
