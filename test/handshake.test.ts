@@ -91,6 +91,12 @@ t.test('cookieName and cookiePrefix must match @fastify/session', async (t) => {
   const socket = await connect(t, server.url, { cookie })
   const seen = await socket.emitWithAck('whoami') as { user: unknown }
   t.same(seen.user, { id: 'id-Ada', name: 'Ada' })
+
+  const unprefixed = cookie?.replace(/^sid=s(:|%3A)/, 'sid=')
+  t.not(unprefixed, cookie)
+  const withoutPrefix = await connect(t, server.url, { cookie: unprefixed })
+  const anonymous = await withoutPrefix.emitWithAck('whoami') as { user: unknown }
+  t.equal(anonymous.user, null, 'the same cookie without the prefix does not open the session')
 })
 
 t.test('cookie.secure auto: Secure behind a trusted proxy that says https, not otherwise', async (t) => {
