@@ -279,3 +279,11 @@ t.test('Socket.IO: _nsps holds every namespace (dynamic children too), _fns the 
   const redisAdapter = createAdapter(pub as never, pub as never)(io.of('/'))
   t.ok(carriesServerSideEvents(redisAdapter), 'the Redis adapter does')
 })
+
+t.test('prependMiddleware without Namespace#_fns (a Socket.IO that renamed it) falls back to use(): the middleware still runs, after the others', async (t) => {
+  const used: unknown[] = []
+  const namespace = { use (fn: unknown) { used.push(fn) } }
+  const middleware = (): void => {}
+  prependMiddleware(namespace, middleware)
+  t.same(used, [middleware])
+})
