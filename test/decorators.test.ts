@@ -93,3 +93,20 @@ t.test('fastify.disconnectSession(id) disconnects that session only', async (t) 
   t.equal(await reason, 'io server disconnect')
   t.ok(bobSocket.connected)
 })
+
+t.test('reply.logout() and reply.disconnectSessionSockets() on a request without a session (outside the cookie path, @fastify/session gives an empty object) end nothing', async (t) => {
+  const server = await startServer(t, {}, {
+    session: { cookie: { secure: 'auto', path: '/app' } },
+    after: (app) => {
+      app.post('/outside/logout', async (request, reply) => ({ sessionId: request.session.sessionId ?? null, result: await reply.logout() }))
+      app.post('/outside/disconnect', async (request, reply) => ({ sessionId: request.session.sessionId ?? null, result: await reply.disconnectSessionSockets() }))
+    }
+  })
+  const nothing = { sockets: 0, nodes: 1, unacknowledged: 0 }
+  for (const route of ['/outside/logout', '/outside/disconnect']) {
+    const response = await fetch(`${server.url}${route}`, { method: 'POST' })
+    t.equal(response.status, 200, route)
+    t.same(await response.json(), { sessionId: null, result: nothing }, `${route}: no session, nothing ended`)
+    t.equal(response.headers.getSetCookie().length, 0, `${route}: no cookie set or cleared`)
+  }
+})
