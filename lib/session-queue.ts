@@ -9,14 +9,26 @@ export class SessionQueue {
 
   run<T> (sessionId: string, task: () => Promise<T>): Promise<T> {
     const tail = this.tails.get(sessionId)
-    const result = tail === undefined ? task() : tail.then(task)
-    const settled = result.then(noop, noop)
+    // The session is busy from now on, before the task starts: a task it queues synchronously waits.
+    let release = noop
+    const settled = new Promise<void>((resolve) => { release = resolve })
     this.tails.set(sessionId, settled)
     settled.then(() => {
       if (this.tails.get(sessionId) === settled) this.tails.delete(sessionId)
     }, noop)
+    const result = tail === undefined ? start(task) : tail.then(task)
+    result.then(release, release)
     return result
   }
 }
 
 function noop (): void {}
+
+/** Starts a task now; one that throws instead of rejecting still settles the session's turn. */
+function start<T> (task: () => Promise<T>): Promise<T> {
+  try {
+    return task()
+  } catch (err) {
+    return Promise.reject(err)
+  }
+}

@@ -90,9 +90,7 @@ t.test('a task queued by a running task of the same session, after its first awa
   t.same(log, ['outer done', 'inner'])
 })
 
-t.test('a task queued by a running task of the same session, before its first await, runs after it', {
-  todo: 'lib/session-queue.ts sets the tail after calling task(): a task queued synchronously from inside the first task of an idle session starts at once, and a third task then waits only for the outer one'
-}, async (t) => {
+t.test('a task queued by a running task of the same session, before its first await, runs after it', async (t) => {
   const queue = new SessionQueue()
   const log: string[] = []
   let inner: Promise<void> | undefined
@@ -151,4 +149,11 @@ t.test('many short-lived sessions leave nothing behind', async (t) => {
   await Promise.all(Array.from({ length: 1000 }, async (_, i) => await queue.run(`s${i}`, async () => i)))
   await yieldToEventLoop()
   t.equal(entries(queue), 0)
+})
+
+t.test('a task that throws instead of rejecting rejects, and the session\'s next task still runs', async (t) => {
+  const queue = new SessionQueue()
+  const thrower = (() => { throw new Error('sync throw') }) as unknown as () => Promise<void>
+  await t.rejects(queue.run('s1', thrower), { message: 'sync throw' })
+  t.equal(await queue.run('s1', async () => 'next'), 'next')
 })
