@@ -14,6 +14,10 @@ import type { IncomingMessage } from 'node:http'
  * 2. A cheaper way to build the session restored from the store on each handshake (sessionFactoryOf),
  *    field for field what `new Session(...)` builds, used only when a session @fastify/session built
  *    shows exactly the layout it was written for; otherwise the handshake calls `decryptSession` as is.
+ * 3. The hash of a session's fields it keeps under 'persistedHash' (savedVersionOf), which tells live
+ *    authority that an HTTP request saved a change; without it, the fields are compared as JSON.
+ * 4. That a cookie which does not verify gives at once a fresh session carrying the store
+ *    (findSessionStore), so that the store is known before any socket connects.
  */
 
 const keys = new Map<string, symbol | undefined>()
