@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { FastifySessionObject } from '@fastify/session'
 import type { SessionServer } from '../types/index'
-import { namespacesOf } from './socketio-internals'
+import { namespacesOf, recoveryOptions } from './socketio-internals'
 
 /**
  * Connection state recovery skips middlewares by default, which would let a restored socket in
@@ -13,7 +13,7 @@ import { namespacesOf } from './socketio-internals'
  * to, and holds the missed messages back until every middleware has admitted the socket.
  */
 export function authorizeRecoveredSockets (io: SessionServer, sessionRoom: (sessionId: string) => string, log: FastifyBaseLogger): void {
-  const recovery = (io as unknown as { opts: { connectionStateRecovery?: { skipMiddlewares?: boolean } } }).opts.connectionStateRecovery
+  const recovery = recoveryOptions(io)
   if (recovery === undefined) return
   if (recovery.skipMiddlewares === true) {
     recovery.skipMiddlewares = false

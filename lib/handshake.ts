@@ -5,6 +5,7 @@ import type { ServerOptions } from 'socket.io'
 import type { ResolvedOptions } from './options'
 import { createOriginCheck } from './origin'
 import { createSessionLoader } from './session-load'
+import { withoutResponseHeaders } from './socketio-internals'
 import { createTrustedProxy } from './trust-proxy'
 
 export type AllowRequest = NonNullable<ServerOptions['allowRequest']>
@@ -89,7 +90,7 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
       done('origin not allowed', false)
       return
     }
-    const finish = keepRequestFast(request, done)
+    const finish = withoutResponseHeaders(request, done)
     if (trusted.protocol(request) === 'https') request.protocol = 'https' // for cookie.secure: 'auto'
     const signedCookie = readSessionCookie(request.headers.cookie)
     let called = false
@@ -116,29 +117,6 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
       if (called) throw err // thrown after the session was loaded, by what went on from there
       loaded(err) // a store that throws instead of calling back: SESSION_ERROR, not a crash
     }
-  }
-}
-
-let responseHeadersKey: symbol | undefined
-
-/**
- * engine.io keeps a websocket handshake's response headers on the request, under a symbol of its own
- * added just before `allowRequest` and deleted once the headers are written. Deleting a property that
- * is not an object's last one turns it into a slow dictionary-mode object, which costs about 1.4 KB per
- * socket for the socket's whole life: so that property is taken off while the session is added, and
- * put back last, before engine.io goes on. Returns the `allowRequest` callback that puts it back.
- */
-function keepRequestFast (request: HandshakeRequest, callback: Parameters<AllowRequest>[1]): Parameters<AllowRequest>[1] {
-  if (request.headers.upgrade === undefined) return callback // polling: nothing to keep
-  responseHeadersKey ??= Object.getOwnPropertySymbols(request).find((symbol) => symbol.description === 'responseHeaders')
-  const key = responseHeadersKey
-  if (key === undefined || !Object.hasOwn(request, key)) return callback
-  const holder = request as unknown as Record<symbol, unknown>
-  const headers = holder[key]
-  delete holder[key] // the last property: a cheap delete
-  return (err, success) => {
-    holder[key] = headers
-    callback(err, success)
   }
 }
 

@@ -4,7 +4,7 @@ import type { SessionServer } from '../types/index'
 import { InvalidOptionError } from './errors'
 import type { AllowRequest } from './handshake'
 import type { ResolvedOptions } from './options'
-import { namespacesOf } from './socketio-internals'
+import { closePollingAtOnce, namespacesOf } from './socketio-internals'
 
 /**
  * The Socket.IO server: the one already decorated as `fastify.io` (fastify-socket.io registered
@@ -107,7 +107,5 @@ export function closeConnections (io: SessionServer): void {
  * then, and one that polls again is told its session is unknown and reconnects: the wait is dropped.
  */
 export function closePollingPromptly (io: SessionServer): void {
-  io.engine.on('connection', (conn: { transport: { name: string, closeTimeout?: number } }) => {
-    if (conn.transport.name === 'polling') conn.transport.closeTimeout = 0
-  })
+  io.engine.on('connection', closePollingAtOnce)
 }

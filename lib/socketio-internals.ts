@@ -1,4 +1,8 @@
+import type { IncomingMessage } from 'node:http'
+import type { ServerOptions } from 'socket.io'
 import type { SessionServer } from '../types/index'
+
+type AllowRequestCallback = Parameters<NonNullable<ServerOptions['allowRequest']>>[1]
 
 /*
  * What this plugin needs of Socket.IO that it does not expose publicly. Each accessor says what it
@@ -37,4 +41,44 @@ export function prependMiddleware<Fn> (nsp: { use (fn: Fn): unknown }, middlewar
   const fns = (nsp as { _fns?: unknown[] })._fns
   if (Array.isArray(fns)) fns.unshift(middleware)
   else nsp.use(middleware)
+}
+
+let responseHeadersKey: symbol | undefined
+
+/**
+ * engine.io keeps a websocket handshake's response headers on the request, under a symbol of its own
+ * added just before `allowRequest` and deleted once the headers are written. Deleting a property that
+ * is not an object's last one turns it into a slow dictionary-mode object, which costs about 1.4 KB per
+ * socket for the socket's whole life: so that property is taken off while the session is added, and
+ * put back last, before engine.io goes on. Returns the `allowRequest` callback that puts it back.
+ * (engine.io's private `responseHeaders` symbol, found by its description.)
+ */
+export function withoutResponseHeaders (request: IncomingMessage, callback: AllowRequestCallback): AllowRequestCallback {
+  if (request.headers.upgrade === undefined) return callback // polling: nothing to keep
+  responseHeadersKey ??= Object.getOwnPropertySymbols(request).find((symbol) => symbol.description === 'responseHeaders')
+  const key = responseHeadersKey
+  if (key === undefined || !Object.hasOwn(request, key)) return callback
+  const holder = request as unknown as Record<symbol, unknown>
+  const headers = holder[key]
+  delete holder[key] // the last property: a cheap delete
+  return (err, success) => {
+    holder[key] = headers
+    callback(err, success)
+  }
+}
+
+/**
+ * Makes a polling connection close at once when the server closes it: engine.io's polling transport
+ * otherwise waits up to 30 s (its private `closeTimeout`) for a poll to carry the close packet.
+ */
+export function closePollingAtOnce (conn: { transport: { name: string, closeTimeout?: number } }): void {
+  if (conn.transport.name === 'polling') conn.transport.closeTimeout = 0
+}
+
+/**
+ * The connection state recovery options the server runs with (`Server#opts`, private), which the
+ * plugin changes in place: undefined without recovery.
+ */
+export function recoveryOptions (io: SessionServer): { skipMiddlewares?: boolean } | undefined {
+  return (io as unknown as { opts?: { connectionStateRecovery?: { skipMiddlewares?: boolean } } }).opts?.connectionStateRecovery
 }

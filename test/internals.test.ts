@@ -6,7 +6,8 @@ import type { IncomingMessage } from 'node:http'
 import { Server } from 'socket.io'
 import { createAdapter } from '@socket.io/redis-adapter'
 import { cookieLayout, findSessionStore, savedVersionOf, sessionFactoryOf, sessionHashMethod, sessionSymbolLayout } from '../lib/session-internals'
-import { carriesServerSideEvents, namespacesOf, prependMiddleware } from '../lib/socketio-internals'
+import { carriesServerSideEvents, namespacesOf, prependMiddleware, recoveryOptions } from '../lib/socketio-internals'
+import { handshake } from './helpers/client'
 import { createSessionLoader } from '../lib/session-load'
 import { secret } from './helpers/server'
 import { TestStore } from './helpers/store'
@@ -286,4 +287,29 @@ t.test('prependMiddleware without Namespace#_fns (a Socket.IO that renamed it) f
   const middleware = (): void => {}
   prependMiddleware(namespace, middleware)
   t.same(used, [middleware])
+})
+
+t.test('Socket.IO and engine.io: recovery options, the polling close timeout and the websocket handshake\'s response headers are where the plugin looks', async (t) => {
+  const recovering = new Server({ connectionStateRecovery: { skipMiddlewares: true } })
+  t.same(recoveryOptions(recovering), { maxDisconnectionDuration: 120000, skipMiddlewares: true }, 'Server#opts.connectionStateRecovery holds the options')
+  t.equal(recoveryOptions(new Server()), undefined, 'and nothing without recovery')
+
+  const app = Fastify()
+  t.teardown(() => app.close())
+  const io = new Server(app.server)
+  t.teardown(() => { io.engine.close() })
+  const seen: { closeTimeout?: unknown, responseHeaders?: boolean } = {}
+  io.engine.on('connection', (conn: { transport: { name: string, closeTimeout?: unknown } }) => {
+    if (conn.transport.name === 'polling') seen.closeTimeout = conn.transport.closeTimeout
+  })
+  io.engine.opts.allowRequest = (req, done) => {
+    if (req.headers.upgrade !== undefined) seen.responseHeaders = Object.getOwnPropertySymbols(req).some((s) => s.description === 'responseHeaders')
+    done(null, true)
+  }
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  await handshake(url, 'polling', {})
+  await handshake(url, 'websocket', {})
+  t.type(seen.closeTimeout, 'number', 'a polling transport has a numeric closeTimeout (closePollingAtOnce)')
+  t.equal(seen.responseHeaders, true, 'a websocket handshake request carries the responseHeaders symbol (withoutResponseHeaders)')
 })
