@@ -4,7 +4,7 @@ import type { SessionSocket } from '../types/index'
 import type { SocketEnder } from './session-end'
 import type { SessionQueue } from './session-queue'
 import { changesSince, snapshot } from './session-changes'
-import type { LoseSession, SessionRefresh } from './session-refresh'
+import { loadedExpiryOf, type LoseSession, type SessionRefresh } from './session-refresh'
 import type { SessionStoreAccess } from './session-store'
 import { isStoredSession, markStoredSession } from './handshake'
 
@@ -55,8 +55,8 @@ export function createEventHooks (options: EventHookOptions): (socket: SessionSo
     const sessionId = request.session.sessionId
     await request.session.reload() // replaces request.session
     const fresh = request.session
-    const storedExpiry = (fresh.cookie as { originalExpires?: Date }).originalExpires
-    if (storedExpiry !== undefined && storedExpiry.getTime() <= Date.now()) {
+    const expiry = loadedExpiryOf(socket)
+    if (expiry !== undefined && expiry <= Date.now()) {
       lose(sessionId, 'expired')
       return false
     }
