@@ -3,7 +3,7 @@ import type { FastifySessionObject } from '@fastify/session'
 import type { SessionServer, SessionSocket } from '../types/index'
 import type { ResolvedOptions } from './options'
 import { sessionError, unauthorizedError } from './errors'
-import { loadErrorOf } from './handshake'
+import { loadErrorOf } from './connection-state'
 import { createPassportUser } from './passport'
 import { namespacesOf, prependMiddleware } from './socketio-internals'
 
@@ -22,7 +22,7 @@ export function createAuthorization (opts: ResolvedOptions, onAdmit: (socket: Se
   const deserializeUser = opts.passport === undefined ? undefined : createPassportUser(opts.passport)
 
   function fail (socket: SessionSocket, next: Next, cause: unknown): void {
-    log.error({ err: cause, namespace: socket.nsp.name, socketId: socket.id }, 'socket.io session error')
+    log.error({ err: cause, namespace: socket.nsp.name, socketId: socket.id }, 'socket.io session: the session could not be loaded or authorized')
     next(sessionError(cause))
   }
 
@@ -46,7 +46,7 @@ export function createAuthorization (opts: ResolvedOptions, onAdmit: (socket: Se
 
     const settle = (allowed: boolean): void => {
       if (allowed === true) return admit(socket, session, next)
-      log.info({ namespace: socket.nsp.name, socketId: socket.id }, 'socket.io handshake unauthorized')
+      log.info({ namespace: socket.nsp.name, socketId: socket.id }, 'socket.io session: handshake unauthorized')
       next(unauthorizedError())
     }
     let verdict: boolean | Promise<boolean>

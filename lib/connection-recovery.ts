@@ -1,7 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { FastifySessionObject } from '@fastify/session'
 import type { SessionServer } from '../types/index'
-import { namespacesOf, recoveryOptions } from './socketio-internals'
+
+type Namespace = ReturnType<SessionServer['of']>
+import { aroundSocketCreation, namespacesOf, recoveryOptions, sendEventPacket, type EngineClient } from './socketio-internals'
 
 /**
  * Connection state recovery skips middlewares by default, which would let a restored socket in
@@ -17,42 +18,22 @@ export function authorizeRecoveredSockets (io: SessionServer, sessionRoom: (sess
   if (recovery === undefined) return
   if (recovery.skipMiddlewares === true) {
     recovery.skipMiddlewares = false
-    log.info('fastify-socket.io-session: connection state recovery now runs middlewares, so restored sockets are authorized')
+    log.info('socket.io session: connection state recovery now runs middlewares, so restored sockets are authorized')
   }
-  const guard = (nsp: RecoveringNamespace): void => { guardRestoredState(nsp, sessionRoom, log) }
-  for (const nsp of namespacesOf(io)) guard(nsp as unknown as RecoveringNamespace)
-  io.on('new_namespace', (nsp) => { guard(nsp as unknown as RecoveringNamespace) })
+  const guard = (nsp: Namespace): void => { guardRestoredState(nsp, sessionRoom, log) }
+  for (const nsp of namespacesOf(io)) guard(nsp)
+  io.on('new_namespace', guard)
 }
 
 /** What connection state recovery restores (socket.io-adapter's `Session`). */
 interface RestoredState { sid: string, rooms: string[], missedPackets: unknown[][] }
 
-/** The engine.io connection a socket is created on (Socket.IO's `Client`): its request carries the session. */
-interface EngineClient { request: { session?: FastifySessionObject | null } }
-
 type Restore = (pid: string, offset: string) => Promise<RestoredState | null | undefined> | RestoredState | null | undefined
 
-/**
- * The Socket.IO internals this relies on (socket.io 4.6 to 4.8): `Namespace#_createSocket(client, auth)`,
- * which calls `adapter.restoreSession(pid, offset)` synchronously before it builds the Socket from the
- * state it resolves to; and `Socket#packet(packet)`, with which that Socket sends the missed packets.
- */
-interface RecoveringNamespace {
-  name: string
-  adapter: { restoreSession: Restore }
-  _createSocket: (this: RecoveringNamespace, client: EngineClient, auth: unknown) => Promise<unknown>
-  prependListener (event: 'connect', listener: (socket: RestoredSocket) => void): unknown
-}
-interface RestoredSocket { id: string, client: EngineClient, packet (packet: { type: number, data: unknown[] }): void }
+/** An adapter as connection state recovery uses it: it restores a socket's state (socket.io-adapter's public `restoreSession`). */
+interface RecoveringAdapter { restoreSession: Restore }
 
-const EVENT = 2 // socket.io-parser's PacketType.EVENT
-
-function guardRestoredState (nsp: RecoveringNamespace, sessionRoom: (sessionId: string) => string, log: FastifyBaseLogger): void {
-  const createSocket = nsp._createSocket
-  if (typeof createSocket !== 'function') {
-    log.warn({ namespace: nsp.name }, 'fastify-socket.io-session: this Socket.IO version cannot be guarded: connection state recovery restores state before authorization')
-    return
-  }
+function guardRestoredState (nsp: Namespace, sessionRoom: (sessionId: string) => string, log: FastifyBaseLogger): void {
   const guarded = new WeakSet<object>()
   /** The missed packets of restored sockets, per connection and socket id, until the socket is admitted. */
   const held = new WeakMap<EngineClient, Map<string, unknown[][]>>()
@@ -63,7 +44,7 @@ function guardRestoredState (nsp: RecoveringNamespace, sessionRoom: (sessionId: 
     const sessionId = client?.request.session?.sessionId
     if (sessionId === undefined || !state.rooms.includes(sessionRoom(sessionId))) {
       // Another session (or none) on this connection: a fresh socket, which its own session authorizes.
-      log.info({ namespace: nsp.name }, 'socket.io connection state not restored: it belongs to another session than the connection\'s')
+      log.info({ namespace: nsp.name }, 'socket.io session: connection state not restored, it belongs to another session')
       return undefined
     }
     if (state.missedPackets.length > 0 && client !== undefined) {
@@ -75,24 +56,28 @@ function guardRestoredState (nsp: RecoveringNamespace, sessionRoom: (sessionId: 
     return state
   }
 
-  function guardAdapter (adapter: RecoveringNamespace['adapter']): void {
+  function guardAdapter (adapter: RecoveringAdapter): void {
     if (guarded.has(adapter)) return
     guarded.add(adapter)
     const restore = adapter.restoreSession
     adapter.restoreSession = function restoreSession (pid, offset) {
-      const client = creatingFor // set only while _createSocket runs its synchronous part
+      const client = creatingFor // set only while the socket's creation runs its synchronous part
       return Promise.resolve(restore.call(this, pid, offset)).then((state) => check(state, client))
     }
   }
 
-  nsp._createSocket = function (client, auth) {
-    guardAdapter(this.adapter)
+  const wrapped = aroundSocketCreation(nsp, (client, create) => {
+    guardAdapter(nsp.adapter as unknown as RecoveringAdapter)
     creatingFor = client
     try {
-      return createSocket.call(this, client, auth)
+      return create()
     } finally {
       creatingFor = undefined
     }
+  })
+  if (!wrapped) {
+    log.warn({ namespace: nsp.name }, 'socket.io session: this Socket.IO version cannot be guarded, connection state recovery restores state before authorization')
+    return
   }
 
   // Admitted by every middleware: the missed packets now, before the application's own handlers run.
@@ -101,6 +86,6 @@ function guardRestoredState (nsp: RecoveringNamespace, sessionRoom: (sessionId: 
     const packets = perSocket?.get(socket.id)
     if (packets === undefined) return
     perSocket?.delete(socket.id)
-    for (const data of packets) socket.packet({ type: EVENT, data })
+    for (const data of packets) sendEventPacket(socket, data)
   })
 }

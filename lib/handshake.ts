@@ -1,43 +1,20 @@
-import type { SerializeOptions } from '@fastify/cookie'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import type { IncomingMessage } from 'node:http'
 import type { ServerOptions } from 'socket.io'
 import type { ResolvedOptions } from './options'
+import { createdSessionCookieOf, markStoredSession, setLoadError } from './connection-state'
+import { createSessionSaver } from './create-session'
 import { createOriginCheck } from './origin'
 import { createSessionLoader } from './session-load'
+import { warnNotASession } from './session-store'
 import { withoutResponseHeaders } from './socketio-internals'
 import { createTrustedProxy } from './trust-proxy'
 
 export type AllowRequest = NonNullable<ServerOptions['allowRequest']>
 
-const kLoadError = Symbol('fastify-socket.io-session.loadError')
-const kSetCookie = Symbol('fastify-socket.io-session.setCookie')
-const kNotStored = Symbol('fastify-socket.io-session.notStored')
-
 /** The engine.io handshake request once this plugin has seen it (`socket.request`). */
-export interface HandshakeRequest extends IncomingMessage {
+interface HandshakeRequest extends IncomingMessage {
   protocol?: string
-  [kLoadError]?: unknown
-  [kSetCookie]?: string
-  [kNotStored]?: boolean
-}
-
-/** Why the session of a socket's handshake could not be loaded, if it could not. */
-export function loadErrorOf (request: IncomingMessage): unknown {
-  return (request as HandshakeRequest)[kLoadError]
-}
-
-/**
- * Whether the socket's session is one the store holds (loaded from its cookie, or saved since), as
- * opposed to a fresh session nobody saved: only a stored one can be reloaded, merged into, or found
- * destroyed.
- */
-export function isStoredSession (request: IncomingMessage): boolean {
-  return (request as HandshakeRequest)[kNotStored] !== true
-}
-
-export function markStoredSession (request: IncomingMessage): void {
-  (request as HandshakeRequest)[kNotStored] = false // not `delete`: see keepRequestFast()
 }
 
 /**
@@ -59,9 +36,8 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
   const { cookieName, cookiePrefix, createSession } = opts
   const cookieOptions = opts.cookie ?? {}
   // What the store returns that is not a session (a string, an array, no cookie) is no session.
-  const loadSession = createSessionLoader(fastify, cookieOptions, () => {
-    log.warn('socket.io handshake: the store returned data that is not a session (no cookie object); treated as no session')
-  })
+  const loadSession = createSessionLoader(fastify, cookieOptions, (data) => { warnNotASession(log, data) })
+  const saveCreatedSession = createSessionSaver(fastify, cookieName, cookiePrefix)
 
   function readSessionCookie (header: string | undefined): string {
     if (header === undefined) return ''
@@ -71,22 +47,11 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
     return value.startsWith(cookiePrefix) ? value.slice(cookiePrefix.length) : ''
   }
 
-  function persistNewSession (request: HandshakeRequest, done: (err?: unknown) => void): void {
-    const session = request.session
-    session.save().then(() => {
-      // As @fastify/session does, never send a Secure cookie over plain HTTP.
-      if (session.cookie.secure !== true || request.protocol === 'https') {
-        request[kSetCookie] = fastify.serializeCookie(cookieName, cookiePrefix + session.encryptedSessionId, cookieAttributes(session.cookie))
-      }
-      done()
-    }, done)
-  }
-
   return function allowRequest (req, done) {
     const request = req as HandshakeRequest
     const origin = request.headers.origin
     if (origin !== undefined && !originAllowed(origin, request)) {
-      log.info({ origin, url: request.url }, 'socket.io handshake refused: origin not allowed')
+      log.info({ origin, url: request.url }, 'socket.io session: handshake refused, origin not allowed')
       done('origin not allowed', false)
       return
     }
@@ -97,17 +62,17 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
     const loaded = (err?: unknown): void => {
       called = true
       if (err !== undefined && err !== null) {
-        request[kLoadError] = err
+        setLoadError(request, err)
         finish(null, true)
       } else if (request.session.encryptedSessionId === signedCookie) {
         finish(null, true) // the cookie's session, from the store
       } else if (createSession) {
-        persistNewSession(request, (saveError) => {
-          if (saveError !== undefined) request[kLoadError] = saveError
+        saveCreatedSession(request, (saveError) => {
+          if (saveError !== undefined) setLoadError(request, saveError)
           finish(null, true)
         })
       } else {
-        request[kNotStored] = true
+        markStoredSession(request, false)
         finish(null, true)
       }
     }
@@ -120,13 +85,8 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
   }
 }
 
-/** The attributes of a session's cookie, as @fastify/session sets them (its Cookie class's toJSON). */
-function cookieAttributes (cookie: object): SerializeOptions {
-  return (cookie as { toJSON (): SerializeOptions }).toJSON()
-}
-
 /** Sends the cookie of a session created during the handshake, as the one Set-Cookie of its response. */
 export function sendCreatedSessionCookie (headers: Record<string, unknown>, request: IncomingMessage): void {
-  const cookie = (request as HandshakeRequest)[kSetCookie]
+  const cookie = createdSessionCookieOf(request)
   if (cookie !== undefined) headers['set-cookie'] = cookie
 }

@@ -4,7 +4,7 @@ import type { SessionServer } from '../types/index'
 import { InvalidOptionError } from './errors'
 import type { AllowRequest } from './handshake'
 import type { ResolvedOptions } from './options'
-import { closePollingAtOnce, namespacesOf } from './socketio-internals'
+import { closePollingAtOnce, namespacesOf, redisPublishClientOf } from './socketio-internals'
 
 /**
  * The Socket.IO server: the one already decorated as `fastify.io` (fastify-socket.io registered
@@ -13,7 +13,7 @@ import { closePollingAtOnce, namespacesOf } from './socketio-internals'
 export function useIoServer (fastify: FastifyInstance, opts: ResolvedOptions, log: FastifyBaseLogger): SessionServer {
   if (fastify.hasDecorator('io')) {
     if (opts.serverOptions !== undefined) {
-      log.warn('fastify-socket.io-session: fastify.io already exists, so serverOptions are ignored')
+      log.warn('socket.io session: fastify.io already exists, serverOptions are ignored')
     }
     guardAdapterPublishes(fastify.io, log)
     return fastify.io
@@ -38,8 +38,8 @@ const guardedClients = new WeakSet<object>()
  */
 function guardAdapterPublishes (io: SessionServer, log: FastifyBaseLogger): void {
   const guard = (nsp: { adapter: unknown }): void => {
-    const client = (nsp.adapter as { pubClient?: unknown } | undefined)?.pubClient
-    if (typeof client !== 'object' || client === null || guardedClients.has(client)) return
+    const client = redisPublishClientOf(nsp.adapter)
+    if (client === undefined || guardedClients.has(client)) return
     guardedClients.add(client)
     const methods = client as Record<string, unknown>
     for (const name of ['publish', 'sPublish', 'spublish']) {
@@ -49,7 +49,7 @@ function guardAdapterPublishes (io: SessionServer, log: FastifyBaseLogger): void
         const result: unknown = publish.apply(this, args)
         if (typeof (result as Promise<unknown> | undefined)?.catch === 'function') {
           (result as Promise<unknown>).catch((err: unknown) => {
-            log.warn({ err }, 'socket.io adapter: a publish to Redis failed (Redis unreachable); that message is lost')
+            log.warn({ err }, 'socket.io session: a publish to Redis failed, that message is lost')
           })
         }
         return result

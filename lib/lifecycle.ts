@@ -74,7 +74,7 @@ export function createLifecycle (deps: LifecycleDeps, opts: ResolvedOptions): Li
     attach (socket) {
       if (!store.ready && !storeMissing && !store.attach(socket.request.session)) {
         storeMissing = true
-        log.error('fastify-socket.io-session: the @fastify/session store could not be found; reload, save and sweep are off')
+        log.error('socket.io session: the @fastify/session store could not be found, reload, save and sweep are off')
       }
       hookEvents?.(socket)
     },

@@ -49,7 +49,7 @@ export function createSocketEnder (rooms: SessionRooms, opts: ResolvedOptions, l
         try {
           onSessionEnd(sessionId, reason as SessionEndReason)
         } catch (err) {
-          log.error({ err }, 'onSessionEnd threw')
+          log.error({ err }, 'socket.io session: onSessionEnd threw')
         }
       }
       return sockets.length

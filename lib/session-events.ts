@@ -6,7 +6,7 @@ import type { SessionQueue } from './session-queue'
 import { changesSince, snapshot } from './session-changes'
 import { loadedExpiryOf, type LoseSession, type SessionRefresh } from './session-refresh'
 import type { SessionStoreAccess } from './session-store'
-import { isStoredSession, markStoredSession } from './handshake'
+import { isStoredSession, markStoredSession } from './connection-state'
 
 type Listener = (...args: any[]) => unknown
 
@@ -108,7 +108,7 @@ export function createEventHooks (options: EventHookOptions): (socket: SessionSo
         else waiting.set(socket, left)
         return handle(socket, listener, this, args)
       }).catch((err: unknown) => {
-        log.error({ err, namespace: socket.nsp.name, socketId: socket.id }, 'socket.io event handler failed')
+        log.error({ err, namespace: socket.nsp.name, socketId: socket.id }, 'socket.io session: event handler failed')
       })
     }
     // EventEmitter's off()/removeListener() and listeners() see the handler the user added.

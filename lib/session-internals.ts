@@ -1,3 +1,4 @@
+import type { SerializeOptions } from '@fastify/cookie'
 import type { FastifySessionObject, SessionStore } from '@fastify/session'
 import type { FastifyInstance } from 'fastify'
 import type { IncomingMessage } from 'node:http'
@@ -18,6 +19,9 @@ import type { IncomingMessage } from 'node:http'
  *    authority that an HTTP request saved a change; without it, the fields are compared as JSON.
  * 4. That a cookie which does not verify gives at once a fresh session carrying the store
  *    (findSessionStore), so that the store is known before any socket connects.
+ * 5. Two members of its Cookie class (lib/cookie.js): `toJSON()`, the attributes it sets the cookie
+ *    with (cookieAttributesOf), and `originalExpires`, the expiry the session was loaded with
+ *    (loadedExpiry), which it checks for an expired session.
  */
 
 const keys = new Map<string, symbol | undefined>()
@@ -36,6 +40,23 @@ export function sessionStoreOf (session: FastifySessionObject): SessionStore | u
   const key = privateKey(session, 'sessionStore')
   const store = key === undefined ? undefined : (session as unknown as Record<symbol, SessionStore | undefined>)[key]
   return typeof store?.get === 'function' && typeof store.set === 'function' ? store : undefined
+}
+
+/**
+ * The attributes a session's cookie is set with: @fastify/session passes its Cookie's `toJSON()` to
+ * `reply.setCookie`.
+ */
+export function cookieAttributesOf (session: FastifySessionObject): SerializeOptions {
+  return (session.cookie as unknown as { toJSON (): SerializeOptions }).toJSON()
+}
+
+/**
+ * When the session expired as it was loaded from the store (ms since the epoch; touches since do not
+ * move it): its Cookie's `originalExpires`, which @fastify/session checks before `expires` to find an
+ * expired session. Undefined for a browser-session cookie, and for a session not loaded from the store.
+ */
+export function loadedExpiry (session: FastifySessionObject): number | undefined {
+  return (session.cookie as { originalExpires?: Date }).originalExpires?.getTime()
 }
 
 /**

@@ -2,7 +2,7 @@ import type { CookieOptions, FastifySessionObject } from '@fastify/session'
 import type { FastifyInstance } from 'fastify'
 import type { IncomingMessage } from 'node:http'
 import { isSessionData } from './session-store'
-import { compactCookieOptions, sameCookieOptions, sessionFactoryOf, type CookieOptionsPair, type SessionFactory } from './session-internals'
+import { compactCookieOptions, loadedExpiry, sameCookieOptions, sessionFactoryOf, type CookieOptionsPair, type SessionFactory } from './session-internals'
 
 type Done = (err?: unknown) => void
 type AnyRecord = Record<PropertyKey, any>
@@ -11,10 +11,10 @@ type AnyRecord = Record<PropertyKey, any>
 export type LoadSession = (signedCookie: string, request: IncomingMessage, done: Done) => void
 
 /** How many verified cookies are remembered (about 300 bytes each: at most about 0.3 MB). */
-export const verifiedCookiesMax = 1024
+const verifiedCookiesMax = 1024
 
 /** A cookie whose signature was verified, and what the sessions loaded with it share. */
-export interface Verified {
+interface Verified {
   /** The signed cookie (the map's key), which is also what `signer.sign(id)` gives: the sessions' `encryptedSessionId`. */
   signed: string
   id: string
@@ -94,7 +94,7 @@ interface Read {
  * fresh session. If @fastify/session's internals are not the ones session-internals knows, every
  * handshake goes through `fastify.decryptSession`.
  */
-export function createSessionLoader (fastify: FastifyInstance, cookieOptions: CookieOptions, onMalformed: () => void = () => {}): LoadSession {
+export function createSessionLoader (fastify: FastifyInstance, cookieOptions: CookieOptions, onMalformed: (data: unknown) => void = () => {}): LoadSession {
   const decryptSession = fastify.decryptSession
   const verifiedCookies = new VerifiedCookies(verifiedCookiesMax)
   const reads = new Map<string, Read>()
@@ -159,7 +159,7 @@ export function createSessionLoader (fastify: FastifyInstance, cookieOptions: Co
     } else if (!data) {
       for (const w of waiters) loaded.push(() => freshSession(w.request, w.done))
     } else if (!isSessionData(data)) {
-      onMalformed() // @fastify/session would make a session of anything: this is no session
+      onMalformed(data) // @fastify/session would make a session of anything: this is no session
       for (const w of waiters) loaded.push(() => freshSession(w.request, w.done))
     } else {
       build(waiters, sessionId, data as AnyRecord, loaded)
@@ -217,9 +217,8 @@ export function createSessionLoader (fastify: FastifyInstance, cookieOptions: Co
 
   /** As @fastify/session: an expired session is regenerated (destroyed, and a new one issued). */
   function settle (session: FastifySessionObject, waiter: Waiter): void {
-    const cookie = session.cookie as { originalExpires?: Date, expires?: Date | null }
-    const expiration = cookie.originalExpires || cookie.expires
-    if (expiration && expiration.getTime() <= Date.now()) {
+    const expiration = loadedExpiry(session) ?? session.cookie.expires?.getTime()
+    if (expiration !== undefined && expiration <= Date.now()) {
       session.regenerate(waiter.done)
       return
     }
@@ -279,7 +278,7 @@ function isStandardSigner (signer: unknown): boolean {
  * What a second read of a JSON store would return: a deep copy of plain objects, arrays and Dates;
  * any other object (a class instance, such as the live Session a memory store keeps) as it is.
  */
-export function copyStored (value: unknown, seen = new Map<object, unknown>()): any {
+function copyStored (value: unknown, seen = new Map<object, unknown>()): any {
   if (typeof value !== 'object' || value === null) return value
   const done = seen.get(value)
   if (done !== undefined) return done

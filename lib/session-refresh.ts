@@ -5,6 +5,7 @@ import type { ResolvedOptions } from './options'
 import { createPassportUser } from './passport'
 import type { SessionRooms } from './rooms'
 import type { SocketEnder } from './session-end'
+import { loadedExpiry } from './session-internals'
 import { storedExpiry, type SessionData, type SessionStoreAccess } from './session-store'
 
 /** Ends a session found destroyed or expired, on every node. */
@@ -90,7 +91,8 @@ export function createSessionRefresh (deps: RefreshDeps, opts: ResolvedOptions):
 
 /** The expiry (ms) a socket's session was loaded with. */
 export function loadedExpiryOf (socket: SessionSocket | undefined): number | undefined {
-  return (socket?.request.session?.cookie as { originalExpires?: Date } | undefined)?.originalExpires?.getTime()
+  const session = socket?.request.session
+  return session == null ? undefined : loadedExpiry(session)
 }
 
 /**

@@ -93,7 +93,7 @@ export class SessionStoreAccess {
   private sessionData (data: unknown): SessionData | null {
     if (data === undefined || data === null) return null
     if (isSessionData(data)) return data
-    this.log?.warn({ type: Array.isArray(data) ? 'array' : typeof data }, 'socket.io session: the store returned data that is not a session (no cookie object); treated as no session')
+    if (this.log !== undefined) warnNotASession(this.log, data)
     return null
   }
 
@@ -101,6 +101,11 @@ export class SessionStoreAccess {
     if (this.store === undefined) throw new Error('the @fastify/session store was not found')
     return this.store
   }
+}
+
+/** Logs data a store returned that is not a session (no cookie object): it is treated as no session. */
+export function warnNotASession (log: FastifyBaseLogger, data: unknown): void {
+  log.warn({ type: Array.isArray(data) ? 'array' : typeof data }, 'socket.io session: the store returned data that is not a session, treated as no session')
 }
 
 /** When the stored session expires (ms since the epoch), or undefined for a browser-session cookie. */

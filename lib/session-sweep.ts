@@ -4,7 +4,7 @@ import type { SessionServer } from '../types/index'
 import type { SessionQueue } from './session-queue'
 import { loadedExpiryOf, type SessionRefresh } from './session-refresh'
 import { storedExpiry, storedMaxAge, type SessionStoreAccess } from './session-store'
-import { isStoredSession } from './handshake'
+import { isStoredSession } from './connection-state'
 import { namespacesOf } from './socketio-internals'
 
 interface SweepOptions {
@@ -97,7 +97,7 @@ export function createSweep (options: SweepOptions): { start: () => void, stop: 
         await yieldToEventLoop()
       }
       if (failures > 0) {
-        log.warn({ err: lastError, failures }, 'socket.io session sweep: the store failed; nobody was disconnected for it, next try at the next interval')
+        log.warn({ err: lastError, failures }, 'socket.io session: sweep skipped, the store failed and nobody was disconnected for it')
       }
     } finally {
       running = false
@@ -106,7 +106,7 @@ export function createSweep (options: SweepOptions): { start: () => void, stop: 
 
   return {
     start () {
-      timer = setInterval(() => { sweep().catch((err: unknown) => log.error({ err }, 'socket.io session sweep failed')) }, interval)
+      timer = setInterval(() => { sweep().catch((err: unknown) => log.error({ err }, 'socket.io session: sweep failed')) }, interval)
       timer.unref()
     },
     stop () {

@@ -5,7 +5,8 @@ import type { SessionServer } from '../types/index'
 type AllowRequestCallback = Parameters<NonNullable<ServerOptions['allowRequest']>>[1]
 
 /*
- * What this plugin needs of Socket.IO that it does not expose publicly. Each accessor says what it
+ * What this plugin needs of Socket.IO, engine.io and @socket.io/redis-adapter that they do not expose
+ * publicly. Each accessor says what it
  * relies on; test/internals.test.ts checks every one against the installed version.
  */
 
@@ -81,4 +82,42 @@ export function closePollingAtOnce (conn: { transport: { name: string, closeTime
  */
 export function recoveryOptions (io: SessionServer): { skipMiddlewares?: boolean } | undefined {
   return (io as unknown as { opts?: { connectionStateRecovery?: { skipMiddlewares?: boolean } } }).opts?.connectionStateRecovery
+}
+
+/** The engine.io connection a socket is created on (Socket.IO's `Client`): its request carries the session. */
+export interface EngineClient { request: IncomingMessage }
+
+/**
+ * Runs `around` each time the namespace creates a socket: `Namespace#_createSocket(client, auth)`
+ * (private, socket.io 4.6 to 4.8), which calls the adapter's `restoreSession(pid, offset)`
+ * synchronously, before it builds the Socket from the state that resolves to. Returns false, changing
+ * nothing, when this Socket.IO has no such method.
+ */
+export function aroundSocketCreation (nsp: Namespace, around: (client: EngineClient, create: () => Promise<unknown>) => Promise<unknown>): boolean {
+  const target = nsp as unknown as { _createSocket?: (this: Namespace, client: EngineClient, auth: unknown) => Promise<unknown> }
+  const createSocket = target._createSocket
+  if (typeof createSocket !== 'function') return false
+  target._createSocket = function (this: Namespace, client, auth) {
+    return around(client, () => createSocket.call(this, client, auth))
+  }
+  return true
+}
+
+const EVENT = 2 // socket.io-parser's PacketType.EVENT
+
+/**
+ * Sends an event packet as Socket.IO sends a restored socket's missed packets: `Socket#packet`
+ * (private), which writes the packet as it is (`data` is the event's name and arguments).
+ */
+export function sendEventPacket (socket: object, data: unknown[]): void {
+  (socket as { packet (packet: { type: number, data: unknown[] }): void }).packet({ type: EVENT, data })
+}
+
+/**
+ * The Redis client @socket.io/redis-adapter publishes with (`RedisAdapter#pubClient`, a private field
+ * of its class), or undefined for another adapter.
+ */
+export function redisPublishClientOf (adapter: unknown): object | undefined {
+  const client = (adapter as { pubClient?: unknown } | undefined)?.pubClient
+  return typeof client === 'object' && client !== null ? client : undefined
 }

@@ -65,11 +65,11 @@ t.test('a throwing or rejecting authorize gives SESSION_ERROR, logged at error l
     t.equal(err.message, 'session error', name)
     t.same(err.data, { code: 'SESSION_ERROR' }, name)
   }
-  const errors = lines.filter((line) => line.level === 50 && line.msg === 'socket.io session error')
+  const errors = lines.filter((line) => line.level === 50 && line.msg === 'socket.io session: the session could not be loaded or authorized')
   t.equal(errors.length, 2, 'each failure logged at error level')
   t.ok((await connect(t, server.url, { cookie: await login(server.url, 'Ada') })).connected, 'the server keeps serving')
   await refused(t, server.url)
-  t.ok(lines.some((line) => line.level === 30 && line.msg === 'socket.io handshake unauthorized'), 'denials logged at info')
+  t.ok(lines.some((line) => line.level === 30 && line.msg === 'socket.io session: handshake unauthorized'), 'denials logged at info')
 })
 
 t.test('a failing store gives SESSION_ERROR, and the server keeps serving', async (t) => {

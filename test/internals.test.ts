@@ -5,9 +5,9 @@ import fastifySession, { type FastifySessionOptions } from '@fastify/session'
 import type { IncomingMessage } from 'node:http'
 import { Server } from 'socket.io'
 import { createAdapter } from '@socket.io/redis-adapter'
-import { cookieLayout, findSessionStore, savedVersionOf, sessionFactoryOf, sessionHashMethod, sessionSymbolLayout } from '../lib/session-internals'
-import { carriesServerSideEvents, namespacesOf, prependMiddleware, recoveryOptions } from '../lib/socketio-internals'
-import { handshake } from './helpers/client'
+import { cookieAttributesOf, cookieLayout, findSessionStore, loadedExpiry, savedVersionOf, sessionFactoryOf, sessionHashMethod, sessionSymbolLayout } from '../lib/session-internals'
+import { aroundSocketCreation, carriesServerSideEvents, namespacesOf, prependMiddleware, recoveryOptions, redisPublishClientOf, sendEventPacket } from '../lib/socketio-internals'
+import { client, connected, handshake, once } from './helpers/client'
 import { createSessionLoader } from '../lib/session-load'
 import { secret } from './helpers/server'
 import { TestStore } from './helpers/store'
@@ -312,4 +312,43 @@ t.test('Socket.IO and engine.io: recovery options, the polling close timeout and
   await handshake(url, 'websocket', {})
   t.type(seen.closeTimeout, 'number', 'a polling transport has a numeric closeTimeout (closePollingAtOnce)')
   t.equal(seen.responseHeaders, true, 'a websocket handshake request carries the responseHeaders symbol (withoutResponseHeaders)')
+})
+
+t.test('@fastify/session: a Cookie\'s toJSON() gives the attributes it sets the cookie with, and originalExpires the expiry it was loaded with', async (t) => {
+  const store = new TestStore()
+  const app = await sessionApp(t, { store, cookie: { secure: false, maxAge: 3_600_000, sameSite: 'strict' } })
+  const signed = await loginCookie(app)
+  const { upstream } = bothWays(app, signed)
+  t.type(Object.getPrototypeOf(upstream.cookie).toJSON, 'function', 'the Cookie class has toJSON')
+  const attributes = cookieAttributesOf(upstream as never)
+  t.match(attributes, { sameSite: 'strict', path: '/', httpOnly: true, secure: false, originalMaxAge: 3_600_000 }, 'cookieAttributesOf: the cookie\'s attributes')
+  t.type(attributes.expires, Date, 'with its expiry')
+  const id = signed.slice(0, signed.lastIndexOf('.'))
+  const stored = new Date((store.read(id) as { cookie: { expires: string } }).cookie.expires).getTime()
+  upstream.touch()
+  t.equal(loadedExpiry(upstream as never), stored, 'loadedExpiry: originalExpires is the stored expiry, a touch() does not move it')
+  t.equal(loadedExpiry(freshSession(app) as never), undefined, 'a fresh session has none')
+})
+
+t.test('Socket.IO: Namespace#_createSocket creates each socket, Socket#packet sends a packet as is; the Redis adapter keeps its pubClient', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  const io = new Server(app.server)
+  t.teardown(() => { io.close() })
+  const created: unknown[] = []
+  t.equal(aroundSocketCreation(io.of('/'), async (client, create) => { created.push(client.request.headers['x-test']); return await create() }), true, 'aroundSocketCreation wraps Namespace#_createSocket')
+  io.on('connection', (socket) => { sendEventPacket(socket, ['hello', 1, { two: 2 }]) })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  const socket = client(t, url, { headers: { 'x-test': 'seen' } })
+  const hello = once<unknown[]>({ once: (event, fn) => socket.once(event, (...args: unknown[]) => { fn(args) }) }, 'hello')
+  await connected(socket)
+  t.same(created, ['seen'], 'around() ran once, with the engine.io client and its request, and the socket connected')
+  t.same(await hello, [1, { two: 2 }], 'sendEventPacket: the client gets the event and its arguments')
+  t.equal(aroundSocketCreation({} as never, async (_client, create) => await create()), false, 'without _createSocket, nothing is wrapped')
+
+  const pub = { publish: () => {}, on: () => {}, duplicate: () => pub, psubscribe: () => {}, subscribe: () => {}, pSubscribe: () => {} }
+  const redisAdapter = createAdapter(pub as never, pub as never)(io.of('/'))
+  t.equal(redisPublishClientOf(redisAdapter), pub, '@socket.io/redis-adapter: pubClient is the client it publishes with')
+  t.equal(redisPublishClientOf(io.of('/').adapter), undefined, 'the in-memory adapter has none')
 })

@@ -29,5 +29,5 @@ t.test('an onSessionEnd that throws is logged; the sockets are closed all the sa
   const closed = once(socket, 'disconnect')
   store.data.delete(await sessionIdOf(server.url, cookie))
   t.equal(await closed, 'transport close')
-  t.ok(lines.some((line) => line.level === 50 && line.msg === 'onSessionEnd threw'))
+  t.ok(lines.some((line) => line.level === 50 && line.msg === 'socket.io session: onSessionEnd threw'))
 })

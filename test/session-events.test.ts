@@ -124,7 +124,7 @@ t.test('a handler that throws is logged, saves nothing, and the socket keeps wor
   const socket = await connect(t, server.url, { cookie })
   socket.emit('fail')
   t.equal(await socket.emitWithAck('increment'), 1, 'still served')
-  t.ok(lines.some((line) => line.level === 50 && line.msg === 'socket.io event handler failed'))
+  t.ok(lines.some((line) => line.level === 50 && line.msg === 'socket.io session: event handler failed'))
 })
 
 t.test('a fresh session (no cookie) modified by a socket is saved as a new session', async (t) => {
