@@ -2,11 +2,6 @@ import type { FastifySocketIoSessionOptions as Options } from '../types/index'
 import { InvalidOptionError } from './errors'
 import { assertOrigins } from './origin'
 
-/** The options with their defaults applied: what the rest of the plugin reads. */
-type Defaulted = 'cookieName' | 'cookiePrefix' | 'sessionRoom' | 'reloadOnEvent' | 'autoSave' | 'validateInterval'
-  | 'keepAlive' | 'createSession' | 'syncSessions' | 'endEvent' | 'ackTimeout' | 'maxPendingEvents'
-export type ResolvedOptions = Omit<Options, Defaulted> & Required<Pick<Options, Defaulted>>
-
 type Check = (value: unknown) => boolean
 
 const isString: Check = (v) => typeof v === 'string'
@@ -56,40 +51,44 @@ const schema: Record<keyof Options, [Check, string]> = {
   maxPendingEvents: [isWholeNumber(1), 'must be a whole number, at least 1']
 }
 
-/** Options Fastify's `register()` itself understands, passed through to every plugin. */
+/** Options Fastify's `register()` itself understands, passed through to every plugin: kept as given. */
 const fastifyRegisterOptions = new Set(['prefix', 'logLevel', 'logSerializers'])
 
 const defaultSessionRoom = (sessionId: string): string => `session:${sessionId}`
+
+/** The default of each option that has one (the README's options table says the same). */
+const defaults = {
+  cookieName: 'sessionId',
+  cookiePrefix: '',
+  sessionRoom: defaultSessionRoom,
+  reloadOnEvent: false,
+  autoSave: true,
+  validateInterval: 30_000,
+  keepAlive: true,
+  createSession: false,
+  syncSessions: true,
+  endEvent: 'session:end',
+  ackTimeout: 5000,
+  maxPendingEvents: 128
+} satisfies { [K in keyof Options]?: Exclude<Options[K], undefined> }
+
+/** The options with their defaults applied: what the rest of the plugin reads. */
+export type ResolvedOptions = Omit<Options, keyof typeof defaults> & Required<Pick<Options, keyof typeof defaults>>
 
 /** Validates the options given at registration and applies the defaults; throws naming the bad option. */
 export function resolveOptions (options: Options | undefined): ResolvedOptions {
   if (options !== undefined && !isObject(options)) {
     throw new InvalidOptionError('options', 'must be an object')
   }
-  const given = options ?? {}
-  for (const [name, value] of Object.entries(given)) {
-    if (fastifyRegisterOptions.has(name)) continue
+  const resolved: Record<string, unknown> = { ...defaults }
+  for (const [name, value] of Object.entries(options ?? {})) {
     const rule = schema[name as keyof Options]
-    if (rule === undefined) {
+    if (rule === undefined && !fastifyRegisterOptions.has(name)) {
       throw new InvalidOptionError(name, `is not an option of this plugin (known options: ${Object.keys(schema).join(', ')})`)
     }
-    if (value !== undefined && !rule[0](value)) {
-      throw new InvalidOptionError(name, rule[1])
-    }
+    if (value === undefined) continue // as if not given: the default applies
+    if (rule !== undefined && !rule[0](value)) throw new InvalidOptionError(name, rule[1])
+    resolved[name] = value
   }
-  return {
-    ...given,
-    cookieName: given.cookieName ?? 'sessionId',
-    cookiePrefix: given.cookiePrefix ?? '',
-    sessionRoom: given.sessionRoom ?? defaultSessionRoom,
-    reloadOnEvent: given.reloadOnEvent ?? false,
-    autoSave: given.autoSave ?? true,
-    validateInterval: given.validateInterval ?? 30_000,
-    keepAlive: given.keepAlive ?? true,
-    createSession: given.createSession ?? false,
-    syncSessions: given.syncSessions ?? true,
-    endEvent: given.endEvent ?? 'session:end',
-    ackTimeout: given.ackTimeout ?? 5000,
-    maxPendingEvents: given.maxPendingEvents ?? 128
-  }
+  return resolved as ResolvedOptions
 }
