@@ -126,3 +126,30 @@ t.test('connection state recovery cannot bypass authorization', async (t) => {
   t.equal(err.data?.code, 'SESSION_UNAUTHORIZED')
   t.equal(socket.connected, false)
 })
+
+for (const { name, transports } of transportModes) {
+  t.test(`${name}: a connection whose session an event handler destroyed opens no other namespace: SESSION_ERROR, logged`, async (t) => {
+    const { lines, logger } = captureLogs('info')
+    const server = await startServer(t, { validateInterval: 0 }, { fastify: { logger } })
+    server.app.io.of('/admin')
+    server.app.io.on('connection', (socket) => {
+      socket.on('destroy', async (ack: (left: unknown) => void) => {
+        await socket.request.session.destroy()
+        ack(socket.request.session)
+      })
+    })
+    const cookie = await login(server.url)
+    const socket = await connect(t, server.url, { cookie, transports })
+    t.equal(await socket.emitWithAck('destroy'), null, 'the connection has no session left')
+
+    const admin = socket.io.socket('/admin') // the same connection, multiplexed
+    t.teardown(() => { admin.disconnect() })
+    const err = await once<Error & { data?: { code?: string } }>(admin, 'connect_error')
+    t.equal(err.message, 'session error')
+    t.same(err.data, { code: 'SESSION_ERROR' }, 'a readable refusal, not a crash in authorize')
+    const logged = lines.filter((line) => line.level === 50 && line.msg === 'socket.io session: the session could not be loaded or authorized')
+    t.equal(logged.length, 1, 'logged at error level, once')
+    t.match(logged[0], { namespace: '/admin', err: { message: 'no session was loaded for this handshake' } })
+    t.ok((await connect(t, server.url, { cookie: await login(server.url), transports, namespace: '/admin' })).connected, 'a new connection with a session is admitted')
+  })
+}
