@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { Socket } from 'socket.io-client'
-import { connect, handshake, transportModes } from './helpers/client'
-import { login, me, startServer } from './helpers/server'
+import { connect, handshake, refused, transportModes } from './helpers/client'
+import { captureLogs, login, me, startServer } from './helpers/server'
 import { TestStore } from './helpers/store'
 
 const setCookies = (headers: { 'set-cookie'?: string[] }): string[] => headers['set-cookie'] ?? []
@@ -66,4 +66,27 @@ t.test('without createSession, no session is stored and no cookie is sent', asyn
   const result = await handshake(server.url, 'polling', { host: new URL(server.url).host })
   t.same(setCookies(result.headers), [])
   t.equal(store.data.size, 0)
+})
+
+t.test('a created session the store fails to save: no cookie, SESSION_ERROR logged, on both transports; served again once the store is back', async (t) => {
+  const { lines, logger } = captureLogs('info')
+  const store = new TestStore()
+  const server = await startServer(t, { createSession: true, validateInterval: 0 }, { session: { store }, fastify: { logger } })
+  const host = new URL(server.url).host
+  store.failing = true
+  for (const { name, transports } of transportModes) {
+    t.same(setCookies((await handshake(server.url, transports[0], { host })).headers), [], `${name}: no Set-Cookie for a session that is not stored`)
+    const err = await refused(t, server.url, { transports })
+    t.same(err.data, { code: 'SESSION_ERROR' }, `${name}: a readable refusal`)
+  }
+  t.equal(store.calls.set, 4, 'each handshake tried to save its session')
+  t.equal(store.data.size, 0, 'nothing stored')
+  const logged = lines.filter((line) => line.level === 50 && line.msg === 'socket.io session: the session could not be loaded or authorized')
+  t.equal(logged.length, 2, 'each refusal logged at error level')
+  t.match(logged[0], { err: { message: 'store unreachable' } }, 'with the store\'s error')
+
+  store.failing = false
+  const back = await handshake(server.url, 'polling', { host })
+  t.equal(setCookies(back.headers).length, 1, 'the store back: the cookie is sent')
+  t.ok((await connect(t, server.url)).connected, 'and sockets are admitted')
 })
