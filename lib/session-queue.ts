@@ -10,19 +10,19 @@ export class SessionQueue {
   run<T> (sessionId: string, task: () => Promise<T>): Promise<T> {
     const tail = this.tails.get(sessionId)
     // The session is busy from now on, before the task starts: a task it queues synchronously waits.
-    let release = noop
-    const settled = new Promise<void>((resolve) => { release = resolve })
+    let release!: () => void
+    // Resolved with nothing, whatever the task gives (a reason that is a thenable would otherwise be
+    // adopted, and could hold the session's turn for good): the session's turn never rejects.
+    const settled = new Promise<void>((resolve) => { release = () => { resolve() } })
     this.tails.set(sessionId, settled)
     settled.then(() => {
       if (this.tails.get(sessionId) === settled) this.tails.delete(sessionId)
-    }, noop)
+    })
     const result = tail === undefined ? start(task) : tail.then(task)
     result.then(release, release)
     return result
   }
 }
-
-function noop (): void {}
 
 /** Starts a task now; one that throws instead of rejecting still settles the session's turn. */
 function start<T> (task: () => Promise<T>): Promise<T> {

@@ -12,6 +12,17 @@ function deferred<T = void> (): { promise: Promise<T>, resolve: (value: T) => vo
   return { promise, resolve, reject }
 }
 
+/** The promise's value, or 'stuck' if it has not settled within `ms`. */
+async function within<T> (promise: Promise<T>, ms: number): Promise<T | 'stuck'> {
+  let timer: NodeJS.Timeout | undefined
+  const stuck = new Promise<'stuck'>((resolve) => { timer = setTimeout(resolve, ms, 'stuck') })
+  try {
+    return await Promise.race([promise, stuck])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** How many sessions the queue holds an entry for (its private map: the property this test pins). */
 function entries (queue: SessionQueue): number {
   return (queue as unknown as { tails: Map<string, unknown> }).tails.size
@@ -156,4 +167,24 @@ t.test('a task that throws instead of rejecting rejects, and the session\'s next
   const thrower = (() => { throw new Error('sync throw') }) as unknown as () => Promise<void>
   await t.rejects(queue.run('s1', thrower), { message: 'sync throw' })
   t.equal(await queue.run('s1', async () => 'next'), 'next')
+})
+
+t.test('a task that rejects with a thenable does not hold the session\'s turn: the next task runs', async (t) => {
+  // A reason with a `then` (a promise thrown as is, an object of some library) must not be adopted as
+  // the session's turn: one that never settles would stop the session's events for good, one that
+  // rejects would skip the next task.
+  const reasons: Array<[string, () => unknown]> = [
+    ['a thenable that never settles', () => ({ then () {} })],
+    ['a rejected promise', () => { const inner = Promise.reject(new Error('inner')); inner.catch(() => {}); return inner }]
+  ]
+  for (const [label, reasonOf] of reasons) {
+    const reason = reasonOf()
+    const queue = new SessionQueue()
+    const failing = queue.run('s1', async () => { throw reason })
+    const next = queue.run('s1', async () => 'next ran')
+    await failing.then(() => t.fail('resolved'), (err: unknown) => t.equal(err, reason, `${label}: the task's own result rejects with it`))
+    t.equal(await within(next, 1000), 'next ran', `${label}: the next task runs`)
+    await yieldToEventLoop()
+    t.equal(entries(queue), 0, `${label}: and the session holds no entry once idle`)
+  }
 })
