@@ -103,7 +103,7 @@ export function createEventHooks (options: EventHookOptions): (socket: SessionSo
       if (waits >= maxPendingEvents) return overloaded(socket, waits)
       waiting.set(socket, waits + 1)
       queue.run(sessionId, () => {
-        const left = (waiting.get(socket) ?? 1) - 1
+        const left = (waiting.get(socket) as number) - 1 // counted above, before its turn could come
         if (left === 0) waiting.delete(socket)
         else waiting.set(socket, left)
         return handle(socket, listener, this, args)

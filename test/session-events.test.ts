@@ -1,7 +1,7 @@
 import t from 'tap'
 import { connect, once, sleep, transportModes } from './helpers/client'
 import { serve, sessionIdOf, setup } from './helpers/lifecycle'
-import { captureLogs, login, logout, me, startServer } from './helpers/server'
+import { captureLogs, login, logout, me, post, startServer } from './helpers/server'
 import { TestStore } from './helpers/store'
 
 // lib/session-events.ts: each incoming event is wrapped with reload (reloadOnEvent) and save (autoSave).
@@ -157,4 +157,70 @@ t.test('reloadOnEvent: an event on a destroyed or expired session is dropped and
   b.emit('increment')
   t.equal(await closedB, 'transport close')
   t.same(ended, [[destroyedId, 'destroyed'], [expiringId, 'expired']])
+})
+
+t.test('reloadOnEvent without autoSave: each event sees what HTTP wrote, and a handler\'s change is not saved', async (t) => {
+  const server = await setup(t, { reloadOnEvent: true, autoSave: false })
+  const cookie = await login(server.url)
+  const socket = await connect(t, server.url, { cookie })
+  await post(`${server.url}/note`, cookie, { note: 'fresh' })
+  t.same(await socket.emitWithAck('read'), { count: null, note: 'fresh' }, 'reloaded')
+  t.equal(await socket.emitWithAck('increment'), 1, 'the handler ran')
+  t.equal((await me(server.url, cookie)).count, null, 'nothing saved')
+  t.same(await socket.emitWithAck('read'), { count: null, note: 'fresh' }, 'the next event reloads what the store holds')
+})
+
+t.test('a handler that destroys the session: nothing is written back, its ack arrives, and later events still run', async (t) => {
+  const { lines, logger } = captureLogs('warn')
+  const store = new TestStore()
+  const server = await startServer(t, { validateInterval: 0 }, { session: { store }, fastify: { logger } })
+  server.app.io.on('connection', (socket) => {
+    socket.on('leave', async (ack: (done: string) => void) => {
+      socket.request.session.count = 1 // a change, then the session is gone: nothing to save
+      await socket.request.session.destroy()
+      ack('destroyed')
+    })
+    socket.on('ping', (ack: (answer: unknown) => void) => { ack({ session: socket.request.session ?? null }) })
+  })
+  const cookie = await login(server.url)
+  const id = await sessionIdOf(server.url, cookie)
+  const socket = await connect(t, server.url, { cookie })
+  t.equal(await socket.timeout(2000).emitWithAck('leave'), 'destroyed', 'acknowledged')
+  t.notOk(store.data.has(id), 'destroyed in the store, not written back')
+  t.same(await socket.timeout(2000).emitWithAck('ping'), { session: null }, 'a later event runs, without a session to manage')
+  t.same(lines, [], 'nothing logged')
+})
+
+t.test('an ack the handler sends after it returned reaches the client', async (t) => {
+  const server = await setup(t)
+  server.app.io.on('connection', (socket) => {
+    socket.on('later', (ack: (answer: number) => void) => {
+      socket.request.session.count = 7
+      setTimeout(() => { ack(socket.request.session.count ?? 0) }, 50)
+    })
+  })
+  const cookie = await login(server.url)
+  const id = await sessionIdOf(server.url, cookie)
+  const socket = await connect(t, server.url, { cookie })
+  t.equal(await socket.timeout(2000).emitWithAck('later'), 7)
+  t.equal(server.store.read(id)?.count, 7, 'saved when the handler returned')
+})
+
+t.test('an overloaded socket with two listeners of the event is ended once, with one warning', async (t) => {
+  const { lines, logger } = captureLogs('warn')
+  // One may wait: the first event's first listener runs, its second waits; the second event overloads
+  // the socket at its first listener, and finds it ended at its second.
+  const server = await startServer(t, { validateInterval: 0, maxPendingEvents: 1 }, { fastify: { logger } })
+  server.app.io.on('connection', (socket) => {
+    socket.on('slow', async () => { await sleep(100) })
+    socket.on('slow', async () => { await sleep(100) })
+  })
+  const socket = await connect(t, server.url, { cookie: await login(server.url) })
+  const end = once<{ reason: string }>(socket, 'session:end')
+  const closed = once(socket, 'disconnect')
+  for (let i = 0; i < 3; i++) socket.emit('slow')
+  t.same(await end, { reason: 'overloaded' })
+  t.equal(await closed, 'io server disconnect')
+  await sleep(50)
+  t.same(lines.filter((line) => line.msg === 'socket.io session: too many events waiting, socket disconnected').length, 1, 'one warning')
 })
