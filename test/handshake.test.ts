@@ -1,7 +1,9 @@
 import t from 'tap'
+import type { Duplex } from 'node:stream'
 import type { Socket as ServerSocket } from 'socket.io'
 import fastifySession from '@fastify/session'
-import { connect, once, transportModes } from './helpers/client'
+import { connect, handshake, once, sleep, transportModes } from './helpers/client'
+import { watchCrashes } from './helpers/process'
 import { countSessionLoads, login, secret, startServer } from './helpers/server'
 
 // The session of every socket, as the server sees it, answered over the socket itself.
@@ -124,4 +126,37 @@ t.test('the session is loaded once per connection, on the handshake only, not on
   await socket.emitWithAck('whoami')
   await connect(t, server.url, { cookie, transports: ['polling', 'websocket'], namespace: '/admin' })
   t.equal(loads.count, 2, 'one load per connection: the second is a new Manager')
+})
+
+t.test('an allowRequest of serverOptions that throws: its error goes up as it would without the plugin, once, and it ran once', async (t) => {
+  const crashes = watchCrashes(t)
+  const thrown = new Error('the application\'s allowRequest threw')
+  const unanswered: Duplex[] = [] // engine.io leaves a handshake whose allowRequest threw unanswered: the test closes them
+  t.teardown(() => { for (const connection of unanswered) connection.destroy() })
+  let calls = 0
+  const server = await startServer(t, {
+    serverOptions: {
+      allowRequest: (req, done) => {
+        calls++
+        if (req.headers['x-throw'] === undefined) return done(null, true)
+        unanswered.push(req.socket)
+        throw thrown
+      }
+    }
+  })
+  const host = new URL(server.url).host
+  for (const transport of ['polling', 'websocket'] as const) {
+    calls = 0
+    crashes.length = 0
+    // No cookie: the fresh session is loaded synchronously, so the throw comes back through the session load.
+    const answer = handshake(server.url, transport, { host, 'x-throw': '1' }).catch((err: Error) => err)
+    for (let i = 0; i < 100 && crashes.length === 0; i++) await sleep(20)
+    t.same(crashes, [thrown], `${transport}: its error, uncaught as engine.io leaves it, once`)
+    t.equal(calls, 1, `${transport}: the application's allowRequest ran once, not again as if the session load had failed`)
+    unanswered.pop()?.destroy()
+    t.match(await answer, { code: 'ECONNRESET' }, `${transport}: no answer until the connection is closed`)
+  }
+  crashes.length = 0
+  t.ok((await connect(t, server.url)).connected, 'the server keeps serving')
+  t.same(crashes, [])
 })
