@@ -2,8 +2,11 @@ import type { FastifySessionObject, SessionStore } from '@fastify/session'
 import type { FastifyBaseLogger } from 'fastify'
 import { sessionStoreOf } from './session-internals'
 
-/** Session data as a store holds it: the session's fields and its `cookie` (with the stored `expires`). */
-export type SessionData = Record<string, unknown> & { cookie?: StoredCookie }
+/**
+ * Session data as a store holds it: the session's fields and its `cookie` (with the stored `expires`).
+ * What a store returns is one only once isSessionData says so (`get` checks it).
+ */
+export type SessionData = Record<string, unknown> & { cookie: StoredCookie }
 
 interface StoredCookie {
   expires?: Date | string | null
@@ -110,10 +113,9 @@ export function warnNotASession (log: FastifyBaseLogger, data: unknown): void {
 
 /** When the stored session expires (ms since the epoch), or undefined for a browser-session cookie. */
 export function storedExpiry (data: SessionData): number | undefined {
-  const expires = data.cookie?.expires
-  if (expires === undefined || expires === null) return undefined
-  const time = new Date(expires).getTime()
-  return Number.isNaN(time) ? undefined : time
+  const expires = data.cookie.expires
+  // A date: isSessionData refused any other expiry.
+  return expires === undefined || expires === null ? undefined : new Date(expires).getTime()
 }
 
 /** The session's maxAge (ms), which keep-alive renews, or undefined for a session without one. */
@@ -122,20 +124,20 @@ export function storedMaxAge (data: SessionData): number | undefined {
   return typeof maxAge === 'number' && maxAge > 0 ? maxAge : undefined
 }
 
-function cookieJson (cookie: StoredCookie | undefined): Record<string, unknown> {
-  if (typeof cookie !== 'object' || cookie === null) return {}
+/** The stored cookie's fields: a store that keeps live sessions (the memory store) holds a Cookie, whose toJSON() has them. */
+function cookieJson (cookie: StoredCookie): Record<string, unknown> {
   return typeof cookie.toJSON === 'function' ? cookie.toJSON() : { ...cookie }
 }
 
 /** The string-keyed fields of stored data (not the symbols a memory store's Session object carries). */
 function copyFields (data: SessionData): SessionData {
-  const copy: SessionData = {}
+  const copy: Record<string, unknown> = {}
   for (const key of Object.keys(data)) setField(copy, key, data[key])
-  return copy
+  return copy as SessionData // its cookie copied with the rest
 }
 
 /** Sets a field as an own property, whatever its name: `copy['__proto__'] = x` would replace copy's prototype. */
-function setField (target: SessionData, key: string, value: unknown): void {
+function setField (target: Record<string, unknown>, key: string, value: unknown): void {
   Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true })
 }
 
