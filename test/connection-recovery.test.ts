@@ -6,8 +6,8 @@ import { createAdapter } from '@socket.io/redis-streams-adapter'
 import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client'
 import type { FastifySessionObject } from '@fastify/session'
 import type { SessionSocket } from '../types/index'
-import { once, sleep } from './helpers/client'
-import { login, logout, me, startServer, type TestServer } from './helpers/server'
+import { connect, once, refused, sleep } from './helpers/client'
+import { captureLogs, login, logout, me, startServer, type TestServer } from './helpers/server'
 import { adapterClientOptions, closeClient, redisClient, skipWithoutRedis, startRedis, storeClientOptions, type RedisServer } from './helpers/redis'
 
 // Connection state recovery on two nodes with @socket.io/redis-streams-adapter, the adapter that
@@ -258,4 +258,59 @@ t.test('one node, Socket.IO\'s in-memory adapter: a socket whose session lost it
   await sleep(100)
   t.same(texts(seen), ['ready'], 'the missed message never reached the client')
   t.equal(seen.connects, 1)
+})
+
+t.test('one node: a socket back after its recovery state expired is a fresh socket, admitted by its session, in its rooms, with none of the missed messages', async (t) => {
+  const { lines, logger } = captureLogs('info')
+  const server = await startServer(t, { authorize, userRoom, validateInterval: 0, serverOptions: { connectionStateRecovery: { maxDisconnectionDuration: 100 } } }, { fastify: { logger } })
+  const balancer = await startBalancer(t)
+  balancer.target(server)
+  const cookie = await login(server.url, 'Ada')
+  const { sessionId } = await me(server.url, cookie)
+  const { socket, seen } = recoveringClient(t, balancer.url, cookie)
+  await once(socket, 'connect')
+  const id = socket.id as string
+  server.app.io.to('user:id-Ada').emit('news', 'ready') // the client's recovery offset
+  await until(() => texts(seen).includes('ready'))
+  balancer.target(undefined)
+  balancer.dropAll()
+  await once(socket, 'disconnect')
+  server.app.io.to('user:id-Ada').emit('news', 'missed, to the user')
+  await sleep(300) // longer than maxDisconnectionDuration: the state is gone
+  balancer.target(server)
+  await until(() => seen.connects === 2)
+  t.equal(socket.recovered, false, 'not recovered')
+  t.not(socket.id, id, 'a new socket id')
+  const onServer = server.app.io.sockets.sockets.get(socket.id as string)
+  t.same([...(onServer?.rooms ?? [])].sort(), [socket.id, `session:${sessionId}`, 'user:id-Ada'].sort(), 'in its own, its session\'s and its user\'s rooms')
+  t.same(seen.refusals.filter(({ code }) => code !== undefined), [], 'never refused by the server (the balancer\'s refusals during the gap aside)')
+  await sleep(100)
+  t.same(texts(seen), ['ready'], 'the missed message is not delivered')
+  t.notOk(lines.some((line) => /connection state not restored/.test(line.msg)), 'nothing restored, nothing to refuse')
+})
+
+t.test('a namespace without Namespace#_createSocket (another Socket.IO version): a warning naming it; its sockets are still authorized', async (t) => {
+  const { lines, logger } = captureLogs('info')
+  const server = await startServer(t, { authorize, validateInterval: 0, serverOptions: { connectionStateRecovery: {} } }, { fastify: { logger } })
+  type Shadowed = { _createSocket?: unknown }
+  let legacy: Shadowed | undefined
+  const restore = (): void => { if (legacy !== undefined) delete legacy._createSocket }
+  t.teardown(restore)
+  // Before the plugin's own listener: the namespace has no _createSocket when the plugin guards it.
+  server.app.io.prependListener('new_namespace', (nsp) => {
+    if (nsp.name !== '/legacy') return
+    legacy = nsp as unknown as Shadowed
+    legacy._createSocket = undefined
+  })
+  server.app.io.of('/legacy')
+  server.app.io.of('/current')
+  const warnings = lines.filter((line) => line.level === 40)
+  t.same(warnings.map(({ msg, namespace }) => ({ msg, namespace })), [
+    { msg: 'socket.io session: this Socket.IO version cannot be guarded, connection state recovery restores state before authorization', namespace: '/legacy' }
+  ], 'one warning, for that namespace only')
+
+  restore() // Socket.IO's own method again, unwrapped: the namespace can create sockets
+  const cookie = await login(server.url, 'Ada')
+  t.ok((await connect(t, server.url, { cookie, namespace: '/legacy' })).connected, 'a logged-in socket connects')
+  t.equal((await refused(t, server.url, { namespace: '/legacy' })).data?.code, 'SESSION_UNAUTHORIZED', 'an anonymous one is still refused')
 })
