@@ -15,12 +15,12 @@ import { SessionStoreAccess } from '../lib/session-store'
 class PartlyFailingStore extends TestStore {
   fails: 'set' | 'destroy' | undefined
 
-  set (sessionId: string, session: unknown, callback: (err?: unknown) => void): void {
+  override set (sessionId: string, session: unknown, callback: (err?: unknown) => void): void {
     if (this.fails === 'set') return callback(new Error('store write failed'))
     super.set(sessionId, session, callback)
   }
 
-  destroy (sessionId: string, callback: (err?: unknown) => void): void {
+  override destroy (sessionId: string, callback: (err?: unknown) => void): void {
     if (this.fails === 'destroy') return callback(new Error('store destroy failed'))
     super.destroy(sessionId, callback)
   }
