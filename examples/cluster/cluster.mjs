@@ -5,7 +5,7 @@
 //
 // Needs `nginx` and `redis-server` (Debian: apt-get install nginx redis-server). Ctrl-C stops everything.
 // Environment: PORT (nginx, 8080), NODE_PORTS (3001,3002), REDIS_PORT (6390), or REDIS_URL to use a Redis
-// that is already running. test/cluster.test.ts runs this in Chromium; nginx.conf beside this file is the
+// that is already running. test/demo-cluster.test.ts runs this in Chromium; nginx.conf beside this file is the
 // configuration, explained there and in the README ("Several nodes").
 
 import { spawn } from 'node:child_process'
