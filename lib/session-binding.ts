@@ -82,7 +82,7 @@ export function bindSessionsToSockets (fastify: FastifyInstance, opts: ResolvedO
  * The version of the session's fields as last loaded or saved (@fastify/session's own hash, which a
  * save renews), or, without it, the fields themselves as JSON.
  */
-function versionOf (session: FastifySessionObject): string | undefined {
+export function versionOf (session: FastifySessionObject): string | undefined {
   const saved = savedVersionOf(session)
   if (saved !== undefined) return saved
   try {

@@ -39,10 +39,16 @@ export function createSocketEnder (rooms: SessionRooms, opts: ResolvedOptions, l
       if (sockets.length === 0) return 0
       if (endEvent !== false) rooms.emitLocal(sessionId, endEvent, { reason })
       // Closing the connection also disconnects the client's other namespaces, and leaves no engine.io
-      // connection behind whose handshake session is stale.
+      // connection behind whose handshake session is stale. An application's 'disconnect' listener
+      // that throws does not keep the session's other sockets connected: its error is thrown after.
+      const errors: unknown[] = []
       for (const socket of sockets) {
-        if (kind === 'close') socket.conn.close()
-        else socket.disconnect(true)
+        try {
+          if (kind === 'close') socket.conn.close()
+          else socket.disconnect(true)
+        } catch (err) {
+          errors.push(err)
+        }
       }
       log.info({ reason, sockets: sockets.length }, 'socket.io session: sockets ended')
       if (onSessionEnd !== undefined && sessionEnds.has(reason)) {
@@ -52,6 +58,7 @@ export function createSocketEnder (rooms: SessionRooms, opts: ResolvedOptions, l
           log.error({ err }, 'socket.io session: onSessionEnd threw')
         }
       }
+      if (errors.length > 0) throw errors[0]
       return sockets.length
     },
 

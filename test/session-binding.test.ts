@@ -1,6 +1,8 @@
 import t from 'tap'
+import type { FastifySessionObject } from '@fastify/session'
+import { versionOf } from '../lib/session-binding'
 import { connect, disconnectReason } from './helpers/client'
-import { login, startServer } from './helpers/server'
+import { captureLogs, login, startServer } from './helpers/server'
 
 // lib/session-binding.ts: a request that ends on another session id than it began with ends the old id's sockets.
 
@@ -28,4 +30,41 @@ t.test('a request that regenerates or destroys the session by other means discon
     await fetch(`${server.url}${route}`, { method: 'POST', headers: { cookie } })
     t.equal(await reason, 'io server disconnect', route)
   }
+})
+
+t.test('an application\'s disconnect listener that throws: the failure is logged, and the session\'s other sockets are ended all the same', async (t) => {
+  const { lines, logger } = captureLogs('error')
+  const server = await startServer(t, {}, {
+    fastify: { logger },
+    after: (app) => {
+      app.post('/raw-destroy', async (request) => {
+        await request.session.destroy()
+        return { ok: true }
+      })
+    }
+  })
+  let connections = 0
+  for (const namespace of ['/', '/admin']) {
+    server.app.io.of(namespace).on('connection', (socket) => {
+      const first = connections++ === 0
+      // A bug in the application, for the first socket only, and only when the server disconnects it.
+      socket.on('disconnect', (reason) => { if (first && reason === 'server namespace disconnect') throw new Error('app bug') })
+    })
+  }
+  const cookie = await login(server.url)
+  const sockets = [await connect(t, server.url, { cookie }), await connect(t, server.url, { cookie }), await connect(t, server.url, { cookie, namespace: '/admin' })]
+  const reasons = Promise.all(sockets.map(disconnectReason))
+  const response = await fetch(`${server.url}/raw-destroy`, { method: 'POST', headers: { cookie } })
+  t.equal(response.status, 200, 'the request itself succeeds')
+  t.same(await reasons, ['io server disconnect', 'io server disconnect', 'io server disconnect'], 'every socket of the session is disconnected')
+  const failure = lines.find((line) => line.msg === 'socket.io session: ending the sockets of a released session failed')
+  t.match(failure, { level: 50, err: { message: 'app bug' } }, 'the listener\'s error is logged')
+})
+
+t.test('versionOf: without @fastify/session\'s hash, the fields as JSON, the cookie aside; undefined for fields JSON cannot hold', async (t) => {
+  // Sessions of a @fastify/session that keeps no hash of the fields: plain objects with the same fields.
+  const session = (fields: object): FastifySessionObject => ({ ...fields, cookie: { expires: new Date(Date.now() + Math.random() * 1000) } }) as unknown as FastifySessionObject
+  t.equal(versionOf(session({ user: { name: 'Ada' } })), versionOf(session({ user: { name: 'Ada' } })), 'the same fields with another expiry (a rolling save): the same version')
+  t.not(versionOf(session({ user: { name: 'Ada' } })), versionOf(session({ user: { name: 'Bob' } })), 'changed fields: another version')
+  t.equal(versionOf(session({ big: 10n })), undefined, 'a field JSON cannot hold: no version, nothing to sync')
 })
