@@ -48,13 +48,15 @@ export function createSweep (options: SweepOptions): { start: () => void, stop: 
     const sessions = new Map<string, number | undefined>()
     let seen = 0
     for (const nsp of namespacesOf(io)) {
+      // Live iterators, read only between yields: a socket closed while the sweep yielded is gone from
+      // nsp.sockets (Socket.IO removes it before it marks it disconnected), so every socket seen is connected.
       for (const socket of nsp.sockets.values()) {
-        if (++seen % SOCKETS_PER_TICK === 0) await yieldToEventLoop()
-        if (socket.disconnected) continue // closed while the sweep yielded
         const request = socket.request
         const session = request.session
-        if (session == null || !isStoredSession(request) || sessions.has(session.sessionId)) continue
-        sessions.set(session.sessionId, loadedExpiryOf(socket))
+        if (session != null && isStoredSession(request) && !sessions.has(session.sessionId)) {
+          sessions.set(session.sessionId, loadedExpiryOf(socket))
+        }
+        if (++seen % SOCKETS_PER_TICK === 0) await yieldToEventLoop()
       }
     }
     return sessions

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { client, connect, once, sleep, transportModes } from './helpers/client'
+import { Manager } from 'socket.io-client'
+import { client, connect, connected, once, sleep, transportModes } from './helpers/client'
 import { sessionIdOf, setup } from './helpers/lifecycle'
 import { captureLogs, login, me, startServer } from './helpers/server'
 import { TestStore } from './helpers/store'
@@ -112,3 +113,63 @@ t.test('keepAlive renews a session once it has used half its maxAge, not at ever
   t.equal(server.store.calls.set, writes, 'a fresh session is not rewritten')
   t.equal(server.store.read(id)?.cookie.expires, expires)
 })
+
+t.test('sweep: with more than a thousand sockets (gathered a slice at a time), a session seen after the first slice is still checked', async (t) => {
+  const server = await setup(t, { validateInterval: 100, keepAlive: false })
+  server.app.io.of(/^\/n\d+$/) // one namespace per socket: 1000 sockets over one connection
+  const ada = await login(server.url, 'Ada')
+  const manager = new Manager(server.url, { transports: ['websocket'], extraHeaders: { cookie: ada }, reconnection: false })
+  const many = Array.from({ length: 1000 }, (_, i) => manager.socket(`/n${i}`))
+  t.teardown(() => { for (const socket of many) socket.disconnect() })
+  await Promise.all(many.map(async (socket) => await connected(socket.connect())))
+  // Bob's socket is in a namespace created after Ada's: the sweep reaches it after yielding once.
+  const bob = await login(server.url, 'Bob')
+  const bobId = await sessionIdOf(server.url, bob)
+  const late = await connect(t, server.url, { cookie: bob, namespace: '/n1000' })
+  t.equal([...server.app.io._nsps.values()].reduce((count, nsp) => count + nsp.sockets.size, 0), 1001, 'the node holds 1001 sockets')
+  const closed = once(late, 'disconnect', 3000)
+  server.store.data.delete(bobId)
+  t.equal(await closed, 'transport close', 'the session seen after the first thousand sockets was checked and ended')
+  await sleep(250) // two more sweeps
+  t.ok(many.every((socket) => socket.connected), 'Ada\'s thousand sockets are all still connected')
+})
+
+t.test('sweep: a store that does not answer holds no sweep for good: logged after the timeout, nobody disconnected, its late answer still used', async (t) => {
+  const { lines, logger } = captureLogs('warn')
+  const store = new HangingStore()
+  t.teardown(() => { store.answer() })
+  const server = await startServer(t, { validateInterval: 50, keepAlive: false }, { session: { store }, fastify: { logger } })
+  const cookie = await login(server.url)
+  const id = await sessionIdOf(server.url, cookie)
+  const socket = await connect(t, server.url, { cookie })
+  store.hanging = true
+  const message = 'socket.io session: sweep skipped, the store failed and nobody was disconnected for it'
+  let warning: typeof lines[number] | undefined
+  for (let i = 0; i < 80 && warning === undefined; i++) { // 8 s at most: the sweep waits 5 s (its floor)
+    await sleep(100)
+    warning = lines.find((line) => line.msg === message)
+  }
+  t.equal((warning?.err as { message?: string } | undefined)?.message, 'the session store did not answer within 5000 ms', 'logged with the timeout')
+  t.equal(warning?.failures, 1, 'one session not checked')
+  t.ok(socket.connected, 'nobody disconnected')
+  const closed = once(socket, 'disconnect')
+  store.data.delete(id)
+  store.answer() // the store comes back, and answers: the session is gone
+  t.equal(await closed, 'transport close', 'the late answer ends the destroyed session')
+})
+
+/** A store whose reads wait, while `hanging`, until `answer()`: a store that stopped answering. */
+class HangingStore extends TestStore {
+  hanging = false
+  private readonly waiting: Array<() => void> = []
+
+  override get (sessionId: string, callback: (err: unknown, session?: any) => void): void {
+    if (this.hanging) this.waiting.push(() => { super.get(sessionId, callback) })
+    else super.get(sessionId, callback)
+  }
+
+  answer (): void {
+    this.hanging = false
+    for (const read of this.waiting.splice(0)) read()
+  }
+}
