@@ -1,5 +1,16 @@
 import t from 'tap'
-import { connect, once, sleep } from './helpers/client'
+import type { AddressInfo } from 'node:net'
+import Fastify from 'fastify'
+import type { FastifySessionObject } from '@fastify/session'
+import { Server } from 'socket.io'
+import { createCluster } from '../lib/cluster'
+import { createLifecycle } from '../lib/lifecycle'
+import { resolveOptions } from '../lib/options'
+import { createSessionRooms } from '../lib/rooms'
+import { createSocketEnder } from '../lib/session-end'
+import { SessionStoreAccess } from '../lib/session-store'
+import type { SessionServer } from '../types/index'
+import { askUntil, connect, once, sleep } from './helpers/client'
 import { sessionIdOf, setup } from './helpers/lifecycle'
 import { captureLogs, login, startServer } from './helpers/server'
 import { TestStore } from './helpers/store'
@@ -30,4 +41,43 @@ t.test('an onSessionEnd that throws is logged; the sockets are closed all the sa
   store.data.delete(await sessionIdOf(server.url, cookie))
   t.equal(await closed, 'transport close')
   t.ok(lines.some((line) => line.level === 50 && line.msg === 'socket.io session: onSessionEnd threw'))
+})
+
+t.test('sessions that do not carry their store (a @fastify/session that keeps it elsewhere): logged once; a sync applies the fields it is given and reads nothing', async (t) => {
+  const { lines, logger } = captureLogs('warn')
+  const app = Fastify({ logger })
+  const io: SessionServer = new Server(app.server)
+  t.teardown(async () => { await io.close(); await app.close() })
+  // The parts as index.ts wires them, without @fastify/session: no store was found at registration.
+  const opts = resolveOptions({ validateInterval: 0, autoSave: false })
+  const rooms = createSessionRooms(io, opts)
+  const ender = createSocketEnder(rooms, opts, app.log)
+  const store = new SessionStoreAccess(app.log)
+  const cluster = createCluster(io, opts, app.log, { end: ender.endSession, sync: (sessionId) => lifecycle.sync(sessionId) })
+  const lifecycle = createLifecycle({ io, rooms, store, ender, cluster, log: app.log }, opts)
+  io.use((socket, next) => {
+    // The session such a @fastify/session gives: its id and fields, and no store to find on it.
+    const session = { sessionId: 'the-session', cookie: {}, note: 'loaded' } as unknown as FastifySessionObject
+    socket.request.session = session
+    rooms.join(socket, session)
+    lifecycle.attach(socket)
+    next()
+  })
+  io.on('connection', (socket) => {
+    socket.on('note', (ack: (note: unknown) => void) => ack(socket.request.session.note ?? null))
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+  const sockets = [await connect(t, url), await connect(t, url)]
+
+  const missing = lines.filter((line) => line.msg === 'socket.io session: the @fastify/session store could not be found, reload, save and sweep are off')
+  t.equal(missing.length, 1, 'logged once, for the first socket')
+  t.equal(missing[0]?.level, 50, 'at error level')
+
+  lifecycle.sync('the-session') // another node saved a change: with no store, there is nothing to read it from
+  await sleep(50)
+  t.same(lines.filter((line) => line.level >= 40).map((line) => line.msg), [missing[0].msg], 'no failed read, nothing else logged')
+  lifecycle.sync('the-session', { note: 'saved over HTTP' }) // this node saved it: the fields are given
+  for (const socket of sockets) t.equal(await askUntil(socket, 'note', (note) => note === 'saved over HTTP'), 'saved over HTTP')
+  t.ok(sockets.every((socket) => socket.connected), 'and the sockets stay connected')
 })
