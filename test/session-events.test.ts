@@ -224,3 +224,18 @@ t.test('an overloaded socket with two listeners of the event is ended once, with
   await sleep(50)
   t.same(lines.filter((line) => line.msg === 'socket.io session: too many events waiting, socket disconnected').length, 1, 'one warning')
 })
+
+t.test('the socket\'s own life events are not queued: disconnect and disconnecting listeners (on and once) run', async (t) => {
+  // Queued like a message, a 'disconnect' listener would find its socket disconnected and be dropped.
+  const server = await setup(t)
+  const heard: string[] = []
+  server.app.io.on('connection', (socket) => {
+    socket.once('disconnecting', (reason: string) => { heard.push(`disconnecting: ${reason}`) })
+    socket.on('disconnect', (reason: string) => { heard.push(`disconnect: ${reason}`) })
+  })
+  const socket = await connect(t, server.url, { cookie: await login(server.url) })
+  await socket.emitWithAck('increment') // the session is busy with events as usual
+  socket.disconnect()
+  for (let i = 0; i < 100 && heard.length < 2; i++) await sleep(20)
+  t.same(heard, ['disconnecting: client namespace disconnect', 'disconnect: client namespace disconnect'])
+})
