@@ -93,10 +93,11 @@ export function findSessionStore (decryptSession: FastifyInstance['decryptSessio
   const request: { headers: object, session?: FastifySessionObject } = { headers: {} }
   try {
     decryptSession('', request, () => {})
+    // No session at once (a signer that takes even '' to the store) throws here too.
+    return sessionStoreOf(request.session as FastifySessionObject)
   } catch {
     return undefined // a custom idGenerator that needs a real request
   }
-  return request.session == null ? undefined : sessionStoreOf(request.session)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -106,6 +107,19 @@ export function findSessionStore (decryptSession: FastifyInstance['decryptSessio
 export interface CookieSigner {
   sign (value: string): string
   unsign (signedValue: string): { valid: boolean, renew: boolean, value: string | null }
+}
+
+/**
+ * What @fastify/cookie's Signer checks and signs with: `signingKey`, its first secret when it was
+ * built (what `sign` uses), then `secrets`, the very array given as @fastify/session's `secret`
+ * option, which `unsign` reads on each call (@fastify/session's README suggests rotating secrets by
+ * changing that array in place). A cookie verified before still verifies, and is still `sign(id)`,
+ * only while this list is the same and its first two entries are the same key. Undefined for a
+ * signer without these members.
+ */
+export function signerKeys (signer: CookieSigner): unknown[] | undefined {
+  const { signingKey, secrets } = signer as unknown as { signingKey?: unknown, secrets?: unknown }
+  return Array.isArray(secrets) && signingKey !== undefined ? [signingKey, ...secrets] : undefined
 }
 
 type AnyRecord = Record<PropertyKey, any>
@@ -161,30 +175,28 @@ export interface SessionFactory {
    * Undefined for fields JSON cannot encode, or too long to keep.
    */
   fieldsKey (session: FastifySessionObject): string | undefined
-  /** The session's private cookie options. */
-  cookieOptionsOf (session: FastifySessionObject): AnyRecord
 }
 
 /**
  * Finds, on `fresh` (a new session @fastify/session built with no stored data, for the plugin's
  * cookie options), what `restore` needs: the Session and Cookie classes, the private symbols, the
- * store, the id generator, the signer and the cookie options. Undefined if the layout is not the one
+ * store, the id generator, the signer and the cookie options. Null if the layout is not the one
  * this was written for (a future @fastify/session): the caller then keeps calling `decryptSession`.
  */
-export function sessionFactoryOf (fresh: FastifySessionObject, standardSigner: (signer: unknown) => boolean): SessionFactory | undefined {
+export function sessionFactoryOf (fresh: FastifySessionObject, standardSigner: (signer: unknown) => boolean): SessionFactory | null {
   const session = fresh as unknown as AnyRecord
   const symbols = Object.getOwnPropertySymbols(session)
-  if (symbols.length !== sessionSymbolLayout.length || symbols.some((s, i) => s.description !== sessionSymbolLayout[i])) return undefined
-  if (Object.keys(session).join() !== 'cookie') return undefined
+  if (symbols.length !== sessionSymbolLayout.length || symbols.some((s, i) => s.description !== sessionSymbolLayout[i])) return null
+  if (Object.keys(session).join() !== 'cookie') return null
   const [kStore, kGenerateId, kCookieOpts, kSigner, kRequest, kSessionId, kEncrypted, kSaved, kPersistedHash] = symbols
   const proto = Object.getPrototypeOf(session) as AnyRecord
   const kHash = Object.getOwnPropertySymbols(proto).find((s) => s.description === sessionHashMethod)
-  if (kHash === undefined || typeof proto[kHash] !== 'function' || typeof proto.regenerate !== 'function') return undefined
+  if (kHash === undefined || typeof proto[kHash] !== 'function' || typeof proto.regenerate !== 'function') return null
   const Cookie = (session.cookie as object).constructor as new (options: AnyRecord, request: IncomingMessage) => object
   const store = session[kStore] as SessionStore
   const idGenerator = session[kGenerateId] as unknown
   const signer = session[kSigner] as CookieSigner
-  if (typeof Cookie !== 'function' || typeof store?.get !== 'function' || typeof signer?.sign !== 'function' || typeof signer.unsign !== 'function') return undefined
+  if (typeof Cookie !== 'function' || typeof store?.get !== 'function' || typeof signer?.sign !== 'function' || typeof signer.unsign !== 'function') return null
   const baseCookieOpts = Object.assign({}, session[kCookieOpts] as AnyRecord)
 
   // A constructor of its own, with Session.prototype: `instanceof Session` holds, and V8 sizes these
@@ -248,8 +260,7 @@ export function sessionFactoryOf (fresh: FastifySessionObject, standardSigner: (
         return undefined // a BigInt, a cycle, a toJSON that throws
       }
       return parts.join('') // one flat string, not a rope of the parts
-    },
-    cookieOptionsOf: (s) => (s as unknown as AnyRecord)[kCookieOpts] as AnyRecord
+    }
   }
 }
 
@@ -257,10 +268,11 @@ export function sessionFactoryOf (fresh: FastifySessionObject, standardSigner: (
  * `{ ...base, ...previous }`. The spread is slow on V8 12 (4-8 µs: an object cloned by a spread takes
  * further properties on a slow path), Object.assign into a new object is not; the two differ only for
  * an own `__proto__` key (Object.assign would set the prototype) and are left to the spread then.
+ * Both skip a `previous` that is null or undefined (a cookie whose toJSON() gives nothing), as
+ * @fastify/session's `{ ...cookieOpts }` does.
  */
 function mergeCookieOptions (base: AnyRecord, previous: unknown): AnyRecord {
-  if (!previous) return Object.assign({}, base)
-  if (Object.hasOwn(previous, '__proto__')) return { ...base, ...previous }
+  if (Object.hasOwn(Object(previous), '__proto__')) return { ...base, ...(previous as AnyRecord) }
   return Object.assign({}, base, previous)
 }
 

@@ -2,7 +2,7 @@ import type { CookieOptions, FastifySessionObject } from '@fastify/session'
 import type { FastifyInstance } from 'fastify'
 import type { IncomingMessage } from 'node:http'
 import { isSessionData } from './session-store'
-import { compactCookieOptions, loadedExpiry, sameCookieOptions, sessionFactoryOf, type CookieOptionsPair, type SessionFactory } from './session-internals'
+import { compactCookieOptions, loadedExpiry, sameCookieOptions, sessionFactoryOf, signerKeys, type CookieOptionsPair, type SessionFactory } from './session-internals'
 
 type Done = (err?: unknown) => void
 type AnyRecord = Record<PropertyKey, any>
@@ -56,6 +56,10 @@ export class VerifiedCookies {
     if (this.cookies.size > this.max) this.cookies.delete(this.cookies.keys().next().value as string)
     return verified
   }
+
+  clear (): void {
+    this.cookies.clear()
+  }
 }
 
 interface Waiter {
@@ -78,7 +82,8 @@ interface Read {
  *
  * - A cookie whose signature was verified is remembered (bounded, least recently used first out, only
  *   verified cookies, only with @fastify/cookie's own Signer, whose check is a pure function of the
- *   cookie and of the secrets the server started with): the same cookie again skips the HMAC.
+ *   cookie and of its secrets): the same cookie again skips the HMAC. If the application changes the
+ *   secrets (rotates them in the array it gave @fastify/session), every cookie is verified again.
  * - Concurrent handshakes with the same session share one store read, while it is in flight. A
  *   handshake that starts once the read has completed reads again: no session is ever older than the
  *   handshake. Each socket still gets a Session object of its own (the lifecycle replaces and changes
@@ -94,9 +99,11 @@ interface Read {
  * fresh session. If @fastify/session's internals are not the ones session-internals knows, every
  * handshake goes through `fastify.decryptSession`.
  */
-export function createSessionLoader (fastify: FastifyInstance, cookieOptions: CookieOptions, onMalformed: (data: unknown) => void = () => {}): LoadSession {
+export function createSessionLoader (fastify: FastifyInstance, cookieOptions: CookieOptions, onMalformed: (data: unknown) => void): LoadSession {
   const decryptSession = fastify.decryptSession
   const verifiedCookies = new VerifiedCookies(verifiedCookiesMax)
+  /** The signer's keys the remembered cookies were verified with (session-internals' signerKeys). */
+  let keysSeen: unknown[] = []
   const reads = new Map<string, Read>()
   let factory: SessionFactory | null | undefined
 
@@ -107,22 +114,29 @@ export function createSessionLoader (fastify: FastifyInstance, cookieOptions: Co
 
   /** Looks at a fresh session built for the first handshake's request (then replaced by its real one). */
   function findFactory (request: IncomingMessage): SessionFactory | null {
-    const probe = request as IncomingMessage & { session?: unknown }
+    const probe = request as IncomingMessage & { session?: FastifySessionObject }
     try {
       freshSession(probe, () => {})
-      const found = probe.session == null ? undefined : sessionFactoryOf(probe.session as never, isStandardSigner)
-      return found ?? null
+      // No session at once (a signer that takes even '' to the store) throws here too.
+      return sessionFactoryOf(probe.session as FastifySessionObject, isStandardSigner)
     } catch {
-      return null
+      return null // a custom idGenerator that throws for a raw request
     }
   }
 
   function verify (signedCookie: string, signer: SessionFactory['signer']): { id: string, verified: Verified | undefined } | undefined {
+    const keys = signerKeys(signer) as unknown[] // a standard signer has them
+    if (keys.length !== keysSeen.length || keys.some((key, i) => key !== keysSeen[i])) {
+      verifiedCookies.clear() // the secrets changed: what was verified before proves nothing now
+      keysSeen = keys
+    }
     const known = verifiedCookies.get(signedCookie)
     if (known !== undefined) return { id: known.id, verified: known }
     const result = signer.unsign(signedCookie)
     if (!result.valid || typeof result.value !== 'string') return undefined
-    if (result.renew) return { id: result.value, verified: undefined } // an older secret: checked each time, signed again
+    // An older secret, or a first secret that is not the one it signs with (the array changed since
+    // @fastify/session started): checked each time, and the session's cookie is `sign(id)`.
+    if (result.renew || keys[0] !== keys[1]) return { id: result.value, verified: undefined }
     return { id: result.value, verified: verifiedCookies.add(signedCookie, result.value) }
   }
 
@@ -229,8 +243,9 @@ export function createSessionLoader (fastify: FastifyInstance, cookieOptions: Co
   /** The previous behaviour, whole: `decryptSession`, then the session's cookie options made compact. */
   function fallback (signedCookie: string, request: IncomingMessage, done: Done): void {
     decryptSession(signedCookie, request, cookieOptions, (err?: unknown) => {
-      const session = (request as IncomingMessage & { session?: { encryptedSessionId?: string } }).session
-      if (err == null && session != null && session.encryptedSessionId === signedCookie) compactCookieOptions(session as never)
+      // Without an error, decryptSession has always set a session.
+      const session = (request as IncomingMessage & { session: FastifySessionObject }).session
+      if (err == null && session.encryptedSessionId === signedCookie) compactCookieOptions(session)
       done(err)
     })
   }
@@ -264,14 +279,15 @@ function runAll (callbacks: Array<() => void>): void {
   if (failed) throw failure
 }
 
-/** @fastify/cookie's Signer, the one @fastify/session builds from its `secret` option (not a custom signer object). */
+/**
+ * @fastify/cookie's Signer, the one @fastify/session builds from its `secret` option (not a custom
+ * signer object), with the members signerKeys reads. (@fastify/cookie is registered: the plugin
+ * requires it. Were it not found, this throws inside findFactory, and every load goes through
+ * `decryptSession`, as for a custom signer.)
+ */
 function isStandardSigner (signer: unknown): boolean {
-  try {
-    const { Signer } = require('@fastify/cookie') as { Signer: new (...args: unknown[]) => unknown }
-    return signer instanceof Signer
-  } catch {
-    return false
-  }
+  const { Signer } = require('@fastify/cookie') as { Signer: new (...args: unknown[]) => unknown }
+  return signer instanceof Signer && signerKeys(signer as never) !== undefined
 }
 
 /**

@@ -1,21 +1,27 @@
 import t, { type Test } from 'tap'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import fastifyCookie, { Signer } from '@fastify/cookie'
 import fastifySession, { type FastifySessionOptions } from '@fastify/session'
 import type { IncomingMessage } from 'node:http'
+import { randomUUID } from 'node:crypto'
 import { Server } from 'socket.io'
 import { createAdapter } from '@socket.io/redis-adapter'
 import { cookieAttributesOf, cookieLayout, findSessionStore, loadedExpiry, savedVersionOf, sessionFactoryOf, sessionHashMethod, sessionSymbolLayout } from '../lib/session-internals'
-import { aroundSocketCreation, carriesServerSideEvents, namespacesOf, prependMiddleware, recoveryOptions, redisPublishClientOf, sendEventPacket } from '../lib/socketio-internals'
-import { client, connected, handshake, once } from './helpers/client'
+import { aroundSocketCreation, carriesServerSideEvents, namespacesOf, prependMiddleware, recoveryOptions, redisPublishClientOf, sendEventPacket, withoutResponseHeaders } from '../lib/socketio-internals'
+import { client, connect, connected, handshake, once } from './helpers/client'
 import { createSessionLoader } from '../lib/session-load'
-import { secret } from './helpers/server'
+import { login, secret, startServer } from './helpers/server'
 import { TestStore } from './helpers/store'
 
 // What lib/session-internals.ts and lib/session-load.ts rely on in @fastify/session and
 // @fastify/cookie, checked against the installed versions: each test names what a new version changed.
 
 type AnyRecord = Record<PropertyKey, any>
+
+/** The onMalformed callback of loaders that must never see data that is not a session. */
+function noMalformed (data: unknown): void {
+  throw new Error(`unexpected: the store returned no session (${typeof data})`)
+}
 
 async function sessionApp (t: Test, options: Partial<FastifySessionOptions> = {}): Promise<FastifyInstance> {
   const app = Fastify()
@@ -88,7 +94,7 @@ function bothWays (app: FastifyInstance, signed: string, cookieOptions: AnyRecor
     app.decryptSession(signed, a, cookieOptions, () => { upstreamDone = true })
     const b = fakeRequest(protocol)
     let pluginDone = false
-    createSessionLoader(app, cookieOptions)(signed, b, () => { pluginDone = true })
+    createSessionLoader(app, cookieOptions, noMalformed)(signed, b, () => { pluginDone = true })
     if (!upstreamDone || !pluginDone) throw new Error('the memory or test store answers synchronously')
     return { upstream: a.session, plugin: b.session, request: b }
   })
@@ -206,7 +212,7 @@ t.test('an expired session is regenerated, as @fastify/session does', async (t) 
   const id = signed.slice(0, signed.lastIndexOf('.'))
   await new Promise((resolve) => setTimeout(resolve, 80))
   const request = fakeRequest()
-  await new Promise<void>((resolve, reject) => createSessionLoader(app, {})(signed, request, (err) => { err == null ? resolve() : reject(err) }))
+  await new Promise<void>((resolve, reject) => createSessionLoader(app, {}, noMalformed)(signed, request, (err) => { err == null ? resolve() : reject(err) }))
   t.equal(request.session.user, undefined, 'an empty session')
   t.not(request.session.sessionId, id, 'a new id')
   t.equal(store.read(id), undefined, 'the expired session was destroyed')
@@ -218,7 +224,7 @@ t.test('the change-detection hash is @fastify/session\'s, load after load of a c
   const app = await sessionApp(t, { store })
   const signed = await loginCookie(app)
   const id = signed.slice(0, signed.lastIndexOf('.'))
-  const load = createSessionLoader(app, {})
+  const load = createSessionLoader(app, {}, noMalformed)
   const fieldValue = fc.oneof(fc.jsonValue(), fc.date({ noInvalidDate: true }), fc.constant(undefined), fc.array(fc.string()))
   const fields = fc.dictionary(fc.string().filter((k) => !['cookie', 'sessionId', 'encryptedSessionId', '__proto__'].includes(k)), fieldValue, { maxKeys: 5 })
   let runs = 0
@@ -351,4 +357,211 @@ t.test('Socket.IO: Namespace#_createSocket creates each socket, Socket#packet se
   const redisAdapter = createAdapter(pub as never, pub as never)(io.of('/'))
   t.equal(redisPublishClientOf(redisAdapter), pub, '@socket.io/redis-adapter: pubClient is the client it publishes with')
   t.equal(redisPublishClientOf(io.of('/').adapter), undefined, 'the in-memory adapter has none')
+})
+
+// What session-load's fast path does in the configurations @fastify/session allows beyond the usual ones.
+
+/** The own keys (symbols included) and values of an object, and whether its prototype is Object.prototype. */
+function exactly (object: AnyRecord): unknown {
+  return { plain: Object.getPrototypeOf(object) === Object.prototype, keys: Reflect.ownKeys(object).map((k) => [String(k), object[k]]) }
+}
+
+function cookieOptsOf (session: AnyRecord): AnyRecord {
+  return session[Object.getOwnPropertySymbols(session).find((s) => s.description === 'cookieOpts') as symbol]
+}
+
+/** Sets the session the store holds for the cookie's id to what `change` makes of it. */
+function rewrite (store: TestStore, signed: string, change: (data: AnyRecord) => AnyRecord | string): void {
+  const id = signed.slice(0, signed.lastIndexOf('.'))
+  const data = change(store.read(id) as AnyRecord)
+  store.data.set(id, typeof data === 'string' ? data : JSON.stringify(data))
+}
+
+/** An idGenerator that takes the id a test puts on the request, so that two regenerated sessions can be compared. */
+const idGenerator = (request?: unknown): string => (request as { nextId?: string } | undefined)?.nextId ?? randomUUID()
+
+/** bothWays, for a session that is regenerated (expired): both get the same new id. */
+function bothWaysRegenerated (app: FastifyInstance, store: TestStore, signed: string, cookieOptions: AnyRecord = {}): { upstream: AnyRecord, plugin: AnyRecord } {
+  return atFixedTime(() => {
+    const nextId = randomUUID()
+    const before = new Map(store.data)
+    const a = Object.assign(fakeRequest(), { nextId })
+    app.decryptSession(signed, a, cookieOptions, () => {})
+    for (const [id, json] of before) store.data.set(id, json) // the expired session again, destroyed by the first regenerate()
+    const b = Object.assign(fakeRequest(), { nextId })
+    createSessionLoader(app, cookieOptions, noMalformed)(signed, b, () => {})
+    return { upstream: a.session, plugin: b.session }
+  })
+}
+
+t.test('cookie options with a symbol key, or a stored cookie with an own __proto__ key: built as @fastify/session builds them', async (t) => {
+  const note = Symbol('note')
+  const cases: Array<{ name: string, cookie: AnyRecord, stored?: (cookie: AnyRecord) => AnyRecord, expire?: boolean }> = [
+    { name: 'a symbol-keyed cookie option, maxAge', cookie: { secure: false, maxAge: 60_000, [note]: 'kept' } },
+    { name: 'a symbol-keyed cookie option, absolute expires', cookie: { secure: false, expires: new Date(Date.now() + 60_000), [note]: 'kept' } },
+    { name: 'a stored cookie with an own "__proto__" key (JSON)', cookie: { secure: false, maxAge: 60_000 }, stored: (c) => JSON.parse(JSON.stringify(c).replace('{', '{"__proto__":{"polluted":true},')) },
+    { name: 'a symbol-keyed option, an expired absolute expires (regenerated)', cookie: { secure: false, expires: new Date(Date.now() + 60_000), [note]: 'kept' }, stored: (c) => ({ ...c, expires: new Date(Date.now() - 1000) }), expire: true },
+    { name: 'an expired absolute expires (regenerated)', cookie: { secure: false, expires: new Date(Date.now() + 60_000) }, stored: (c) => ({ ...c, expires: new Date(Date.now() - 1000) }), expire: true },
+    { name: 'a stored cookie whose toJSON() gives nothing (a store of class instances)', cookie: { secure: false, maxAge: 60_000 }, stored: () => ({ toJSON: () => undefined }) }
+  ]
+  for (const c of cases) {
+    const store = new TestStore()
+    const app = await sessionApp(t, { store, idGenerator, cookie: c.cookie as never })
+    const signed = await loginCookie(app)
+    if (c.stored !== undefined) {
+      const change = c.stored
+      if (c.name.includes('toJSON')) {
+        // What a store returns as is, not JSON.
+        const get = store.get.bind(store)
+        store.get = (id, callback) => get(id, (err, data) => callback(err, data == null ? data : { ...data, cookie: change(data.cookie) }))
+      } else {
+        rewrite(store, signed, (data) => ({ ...data, cookie: change(data.cookie) }))
+      }
+    }
+    const { upstream, plugin } = c.expire === true ? bothWaysRegenerated(app, store, signed) : bothWays(app, signed)
+    t.same(describe(plugin), describe(upstream), `${c.name}: the same session`)
+    t.same(exactly(cookieOptsOf(plugin)), exactly(cookieOptsOf(upstream)), `${c.name}: the same cookie options, symbols and own __proto__ included`)
+    if (c.expire === true) t.not(plugin.sessionId, signed.slice(0, signed.lastIndexOf('.')), 'regenerated')
+    else t.equal(plugin.user?.name, 'Ada', 'the stored session')
+    t.same(Object.getPrototypeOf({}), Object.prototype, 'nothing polluted')
+  }
+})
+
+t.test('a stored cookie that changes between loads of the same cookie: each load\'s session is @fastify/session\'s', async (t) => {
+  const store = new TestStore()
+  const app = await sessionApp(t, { store })
+  const signed = await loginCookie(app)
+  const load = createSessionLoader(app, {}, noMalformed)
+  const later = new Date(Date.now() + 7_200_000).toISOString()
+  const versions: Array<[string, (cookie: AnyRecord) => AnyRecord]> = [
+    ['as stored', (c) => c],
+    ['the same again (options shared)', (c) => c],
+    ['a later expiry (a rolling save)', (c) => ({ ...c, expires: later })],
+    ['a key more', (c) => ({ ...c, expires: later, partitioned: true })],
+    ['a key fewer', (c) => { const { domain: _domain, ...rest } = c; return { ...rest, expires: later } }],
+    ['keys in another order', (c) => Object.fromEntries(Object.entries({ ...c, expires: later }).reverse())]
+  ]
+  const original = (store.read(signed.slice(0, signed.lastIndexOf('.'))) as AnyRecord).cookie
+  for (const [name, change] of versions) {
+    rewrite(store, signed, (data) => ({ ...data, cookie: change(original) }))
+    const { upstream, plugin } = atFixedTime(() => {
+      const a = fakeRequest()
+      app.decryptSession(signed, a, {}, () => {})
+      const b = fakeRequest()
+      load(signed, b, () => {})
+      return { upstream: a.session, plugin: b.session }
+    })
+    t.same(describe(plugin), describe(upstream), name)
+  }
+})
+
+t.test('fields JSON cannot key (a BigInt in a memory-store session) or too long to key: the hash is still @fastify/session\'s, load after load', async (t) => {
+  for (const [name, json, set] of [
+    ['a BigInt (memory store)', false, (s: AnyRecord) => { s.counter = 10n }],
+    ['a cycle (memory store)', false, (s: AnyRecord) => { const o: AnyRecord = {}; o.self = o; s.graph = o }],
+    ['3 KB of fields (JSON store)', true, (s: AnyRecord) => ({ ...s, notes: 'x'.repeat(3000) })]
+  ] as const) {
+    const store = json ? new TestStore() : undefined
+    const app = await sessionApp(t, store === undefined ? {} : { store })
+    const signed = await loginCookie(app)
+    const id = signed.slice(0, signed.lastIndexOf('.'))
+    // What a route set and saved: the memory store keeps the live session, the JSON store its JSON.
+    if (store === undefined) findSessionStore(app.decryptSession)?.get(id, (_err, live) => { set(live as AnyRecord) })
+    else rewrite(store, signed, (data) => set(data) as AnyRecord)
+    const load = createSessionLoader(app, {}, noMalformed)
+    const key = (s: AnyRecord): unknown => s[Object.getOwnPropertySymbols(s).find((k) => k.description === 'persistedHash') as symbol]
+    for (const round of ['first load', 'second load', 'after a change']) {
+      if (round === 'after a change' && store !== undefined) rewrite(store, signed, (data) => ({ ...data, notes: 'y'.repeat(3000) }))
+      const { upstream, plugin } = atFixedTime(() => {
+        const a = fakeRequest()
+        app.decryptSession(signed, a, {}, () => {})
+        const b = fakeRequest()
+        load(signed, b, () => {})
+        return { upstream: a.session, plugin: b.session }
+      })
+      t.equal(key(plugin), key(upstream), `${name}, ${round}: the same hash`)
+      t.equal(plugin.isModified(), false, `${name}, ${round}: not modified`)
+    }
+  }
+})
+
+t.test('a signer of one\'s own (secret: { sign, unsign }): every load goes through decryptSession, with the same sessions', async (t) => {
+  const inner = new Signer(secret)
+  const custom = { sign: (value: string) => inner.sign(value), unsign: (value: string) => inner.unsign(value) }
+  const store = new TestStore()
+  const app = await sessionApp(t, { store, secret: custom })
+  const signed = await loginCookie(app)
+  const { upstream, plugin } = bothWays(app, signed)
+  t.equal(plugin.user?.name, 'Ada', 'the stored session')
+  t.same(describe(plugin), describe(upstream), 'the same session')
+  t.not(cookieOptsOf(plugin), undefined, 'with its cookie options')
+  const tampered = bothWays(app, signed.slice(0, -2))
+  t.equal(tampered.plugin.user, undefined, 'a tampered cookie: a fresh session')
+  store.failing = true
+  const failure = await new Promise((resolve) => createSessionLoader(app, {}, noMalformed)(signed, fakeRequest(), resolve))
+  t.match(failure, { message: 'store unreachable' }, 'a store failure is passed on')
+})
+
+t.test('an idGenerator that needs a Fastify request: no store found at boot, and sessions load through decryptSession', async (t) => {
+  const store = new TestStore()
+  const app = await sessionApp(t, { store, idGenerator: (request) => { (request as FastifyRequest).log.trace('new session id'); return randomUUID() } })
+  t.equal(findSessionStore(app.decryptSession), undefined, 'findSessionStore: none (the lifecycle takes it from the first socket\'s session)')
+  const signed = await loginCookie(app)
+  const { upstream, plugin } = bothWays(app, signed)
+  t.equal(plugin.user?.name, 'Ada', 'the stored session')
+  t.same(describe(plugin), describe(upstream), 'the same session')
+})
+
+t.test('@fastify/cookie: the Signer checks against the very secrets array it was given, and signs with its first secret at construction', async (t) => {
+  const secrets = ['old secret with at least 32 characters']
+  const signer = new Signer(secrets)
+  const cookie = signer.sign('id')
+  secrets.unshift('new secret with at least 32 characters')
+  t.same(signer.unsign(cookie), { valid: true, renew: true, value: 'id' }, 'unsign reads the array as it is now')
+  t.equal(signer.sign('id'), cookie, 'sign keeps the key it was built with')
+  secrets.pop()
+  t.equal(signer.unsign(cookie).valid, false, 'a secret taken out of the array no longer verifies')
+})
+
+t.test('secrets rotated in place (as @fastify/session\'s README suggests): the loader verifies as @fastify/session does', async (t) => {
+  const oldSecret = 'old secret with at least 32 characters'
+  const newSecret = 'new secret with at least 32 characters'
+  const secrets = [oldSecret]
+  const store = new TestStore()
+  const app = await sessionApp(t, { store, secret: secrets })
+  const signed = await loginCookie(app)
+  const id = signed.slice(0, signed.lastIndexOf('.'))
+  const load = createSessionLoader(app, {}, noMalformed)
+  const loadBoth = (cookie: string): { upstream: AnyRecord, plugin: AnyRecord } => atFixedTime(() => {
+    const a = fakeRequest()
+    app.decryptSession(cookie, a, {}, () => {})
+    const b = fakeRequest()
+    load(cookie, b, () => {})
+    return { upstream: a.session, plugin: b.session }
+  })
+  t.equal(loadBoth(signed).plugin.user?.name, 'Ada', 'verified (and remembered)')
+  secrets.unshift(newSecret)
+  const byNewNode = new Signer(newSecret).sign(id) // what a node started after the change sends
+  for (const cookie of [byNewNode, byNewNode, signed]) {
+    const { upstream, plugin } = loadBoth(cookie)
+    t.same(describe(plugin), describe(upstream), 'a new first secret that is not the signing key: the same session (signed with the signing key)')
+  }
+  secrets.pop() // the old secret retired
+  const { upstream, plugin } = loadBoth(signed)
+  t.equal(upstream.user, undefined, '@fastify/session: the old secret\'s cookie gives a fresh session')
+  t.equal(plugin.user, undefined, 'the loader too, though it verified that cookie before')
+  t.not(plugin.sessionId, id)
+})
+
+t.test('engine.io: a polling handshake that carries an Upgrade header has no response headers to keep aside', async (t) => {
+  const request = { headers: { upgrade: 'websocket' } } as unknown as IncomingMessage
+  const done = (): void => {}
+  t.equal(withoutResponseHeaders(request, done), done, 'the callback as it is')
+  const s = await startServer(t, {}, { session: { cookie: { secure: false } } })
+  s.app.io.on('connection', (socket) => { socket.on('whoami', (ack: (name: unknown) => void) => { ack(socket.request.session.user?.name ?? null) }) })
+  const cookie = await login(s.url, 'Ada')
+  const polled = await handshake(s.url, 'polling', { cookie, upgrade: 'websocket' })
+  t.equal(polled.status, 200, 'the polling handshake is served')
+  const socket = await connect(t, s.url, { cookie, transports: ['polling', 'websocket'], headers: { upgrade: 'h2c' } })
+  t.equal(await socket.emitWithAck('whoami'), 'Ada', 'with its session')
 })
