@@ -48,8 +48,8 @@ export function createSweep (options: SweepOptions): { start: () => void, stop: 
     const sessions = new Map<string, number | undefined>()
     let seen = 0
     for (const nsp of namespacesOf(io)) {
-      // Live iterators, read only between yields: a socket closed while the sweep yielded is gone from
-      // nsp.sockets (Socket.IO removes it before it marks it disconnected), so every socket seen is connected.
+      // Each socket is read before a yield, never after: one closed while the sweep yielded has left
+      // `nsp.sockets` (the namespace's connected sockets), and this live iterator skips it.
       for (const socket of nsp.sockets.values()) {
         const request = socket.request
         const session = request.session
