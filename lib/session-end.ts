@@ -40,14 +40,14 @@ export function createSocketEnder (rooms: SessionRooms, opts: ResolvedOptions, l
       if (endEvent !== false) rooms.emitLocal(sessionId, endEvent, { reason })
       // Closing the connection also disconnects the client's other namespaces, and leaves no engine.io
       // connection behind whose handshake session is stale. An application's 'disconnect' listener
-      // that throws does not keep the session's other sockets connected: its error is thrown after.
-      const errors: unknown[] = []
+      // that throws is logged, and keeps neither the session's other sockets connected nor the end
+      // unanswered (on another node, it would throw in the adapter's message handler).
       for (const socket of sockets) {
         try {
           if (kind === 'close') socket.conn.close()
           else socket.disconnect(true)
         } catch (err) {
-          errors.push(err)
+          log.error({ err, reason }, 'socket.io session: a disconnect listener threw')
         }
       }
       log.info({ reason, sockets: sockets.length }, 'socket.io session: sockets ended')
@@ -58,7 +58,6 @@ export function createSocketEnder (rooms: SessionRooms, opts: ResolvedOptions, l
           log.error({ err }, 'socket.io session: onSessionEnd threw')
         }
       }
-      if (errors.length > 0) throw errors[0]
       return sockets.length
     },
 

@@ -1,5 +1,6 @@
 import t from 'tap'
 import type { FastifySessionObject } from '@fastify/session'
+import { Adapter } from 'socket.io-adapter'
 import { versionOf } from '../lib/session-binding'
 import { connect, disconnectReason } from './helpers/client'
 import { captureLogs, login, startServer } from './helpers/server'
@@ -57,8 +58,36 @@ t.test('an application\'s disconnect listener that throws: the failure is logged
   const response = await fetch(`${server.url}/raw-destroy`, { method: 'POST', headers: { cookie } })
   t.equal(response.status, 200, 'the request itself succeeds')
   t.same(await reasons, ['io server disconnect', 'io server disconnect', 'io server disconnect'], 'every socket of the session is disconnected')
-  const failure = lines.find((line) => line.msg === 'socket.io session: ending the sockets of a released session failed')
+  const failure = lines.find((line) => line.msg === 'socket.io session: a disconnect listener threw')
   t.match(failure, { level: 50, err: { message: 'app bug' } }, 'the listener\'s error is logged')
+})
+
+t.test('an adapter that fails to publish the end to other nodes: this node\'s sockets are ended, the failure logged, the request served', async (t) => {
+  // An adapter for several nodes (it implements serverSideEmit) whose publish throws, as a client to a
+  // message broker that is closed can.
+  let broken = false
+  class BrokenPublishAdapter extends Adapter {
+    override serverSideEmit (): void { if (broken) throw new Error('publish failed') }
+  }
+  const { lines, logger } = captureLogs('error')
+  const server = await startServer(t, { serverOptions: { adapter: BrokenPublishAdapter as never } }, {
+    fastify: { logger },
+    after: (app) => {
+      app.post('/raw-destroy', async (request) => {
+        await request.session.destroy()
+        return { ok: true }
+      })
+    }
+  })
+  const cookie = await login(server.url)
+  const socket = await connect(t, server.url, { cookie })
+  broken = true
+  const reason = disconnectReason(socket)
+  const response = await fetch(`${server.url}/raw-destroy`, { method: 'POST', headers: { cookie } })
+  t.equal(response.status, 200, 'the request itself succeeds')
+  t.equal(await reason, 'io server disconnect', 'the socket on this node is ended')
+  const failure = lines.find((line) => line.msg === 'socket.io session: ending the sockets of a released session failed')
+  t.match(failure, { level: 50, err: { message: 'publish failed' } }, 'the failure to reach the other nodes is logged')
 })
 
 t.test('versionOf: without @fastify/session\'s hash, the fields as JSON, the cookie aside; undefined for fields JSON cannot hold', async (t) => {
