@@ -72,9 +72,10 @@ export function createLifecycle (deps: LifecycleDeps, opts: ResolvedOptions): Li
   let storeMissing = false
   return {
     attach (socket) {
-      if (!store.ready && !storeMissing && !store.attach(socket.request.session)) {
+      if (!store.ready && !store.attach(socket.request.session)) {
+        if (!storeMissing) log.error('socket.io session: the @fastify/session store could not be found, reload, save and sweep are off')
         storeMissing = true
-        log.error('socket.io session: the @fastify/session store could not be found, reload, save and sweep are off')
+        return // the socket's events then run as they are, without reload or save
       }
       hookEvents?.(socket)
     },
