@@ -149,6 +149,9 @@ t.test('a store that answers ENOENT for an unknown session (as file stores do): 
   const sockets = await Promise.all([1, 2].map(async () => await connect(t, s.url, { cookie })))
   for (const socket of sockets) t.equal(((await socket.emitWithAck('whoami')) as Seen).user, null, 'connected, with no user')
   t.equal(store.calls.get, 1, 'one read for both handshakes')
+  const none = await connect(t, s.url)
+  t.equal(((await none.emitWithAck('whoami')) as Seen).user, null, 'without a cookie: a fresh session')
+  t.equal(store.calls.get, 1, 'and no read')
 })
 
 t.test('stored data no Session can be built from: those handshakes get SESSION_ERROR, concurrent ones included; other sessions are served', async (t) => {
@@ -271,7 +274,7 @@ t.test('a secret retired by changing the array given to @fastify/session: a sock
   t.equal(((await after.emitWithAck('whoami')) as Seen).user, null, 'the socket: neither')
 })
 
-t.test('a store whose get() throws at once, or that answers what is no session: SESSION_ERROR, or a fresh session and a warning; the next handshake reads again', async (t) => {
+t.test('a store whose get() throws at once or fails, or that answers what is no session: SESSION_ERROR, or a fresh session and a warning; the next handshake reads again', async (t) => {
   const store = new OddStore()
   const logs = captureLogs('warn')
   const s = await startServer(t, {}, { fastify: { logger: logs.logger }, session: { store, cookie: { secure: false, maxAge: 3_600_000 } } })
@@ -282,6 +285,8 @@ t.test('a store whose get() throws at once, or that answers what is no session: 
   store.get = () => { throw new Error('store bug') }
   t.equal((await refused(t, s.url, { cookie })).data?.code, 'SESSION_ERROR', 'a get() that throws: SESSION_ERROR')
   store.get = get
+  store.answer = (_data, callback) => { callback(new Error('store unreachable')) }
+  t.equal((await refused(t, s.url, { cookie })).data?.code, 'SESSION_ERROR', 'a get() that fails: SESSION_ERROR')
   store.answer = (_data, callback) => { callback(null, 'not a session') }
   const fresh = await connect(t, s.url, { cookie })
   t.equal(await fresh.emitWithAck('whoami'), null, 'data that is no session: a fresh session')
