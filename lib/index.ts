@@ -59,7 +59,7 @@ function plugin (fastify: FastifyInstance, options: FastifySocketIoSessionOption
   authorizeRecoveredSockets(io, opts.sessionRoom, log)
 
   // HTTP requests: sockets tied to the session id they opened with, changes synced, and the helpers.
-  const release = bindSessionsToSockets(fastify, opts, cluster, lifecycle)
+  const release = bindSessionsToSockets(fastify, opts, { cluster, lifecycle, store })
   decorateHelpers(fastify, opts, { rooms, cluster, store, release })
 
   done()

@@ -5,6 +5,7 @@ import type { Cluster } from './cluster'
 import type { Lifecycle } from './lifecycle'
 import type { ResolvedOptions } from './options'
 import { savedVersionOf } from './session-internals'
+import type { SessionStoreAccess } from './session-store'
 
 const kBoundSessionId = Symbol('fastify-socket.io-session.boundSessionId')
 const kSavedVersion = Symbol('fastify-socket.io-session.savedVersion')
@@ -26,7 +27,8 @@ export type Release = (request: FastifyRequest, endedId: string, reason: string)
  * - a request that saved a change of its session's fields makes every node's sockets of that session
  *   take it (`syncSessions`): this node applies what was saved, the others reload it from the store.
  */
-export function bindSessionsToSockets (fastify: FastifyInstance, opts: ResolvedOptions, cluster: Cluster, lifecycle: Lifecycle): Release {
+export function bindSessionsToSockets (fastify: FastifyInstance, opts: ResolvedOptions, deps: { cluster: Cluster, lifecycle: Lifecycle, store: SessionStoreAccess }): Release {
+  const { cluster, lifecycle, store } = deps
   const { cookieName, syncSessions } = opts
 
   /**
@@ -53,6 +55,7 @@ export function bindSessionsToSockets (fastify: FastifyInstance, opts: ResolvedO
     const bound = request as BoundRequest
     const session = request.session
     bound[kBoundSessionId] = session?.sessionId ?? null
+    if (!store.ready) store.use(request.sessionStore) // not found at registration: every request carries it
     // A request without the cookie has a new session, which no socket can hold yet.
     if (syncSessions && session != null && request.cookies?.[cookieName] !== undefined) bound[kSavedVersion] = versionOf(session)
     done()
