@@ -22,6 +22,8 @@ import type { IncomingMessage } from 'node:http'
  * 5. Two members of its Cookie class (lib/cookie.js): `toJSON()`, the attributes it sets the cookie
  *    with (cookieAttributesOf), and `originalExpires`, the expiry the session was loaded with
  *    (loadedExpiry), which it checks for an expired session.
+ * 6. Two members of @fastify/cookie's Signer, `signingKey` and `secrets` (signerKeys), which tell the
+ *    loader when cookies it verified before must be verified again.
  */
 
 const keys = new Map<string, symbol | undefined>()
@@ -152,7 +154,7 @@ export interface CookieOptionsPair {
 export interface SessionFactory {
   store: SessionStore
   signer: CookieSigner
-  /** Whether `signer` is @fastify/cookie's Signer: `unsign` is then a pure function of its input, and a valid, non-renewed cookie is exactly `sign(id)`. */
+  /** Whether `signer` is @fastify/cookie's Signer: `unsign` is then a pure function of its input and of its keys (signerKeys), and a valid, non-renewed cookie is exactly `sign(id)` while its first secret is its signing key. */
   standardSigner: boolean
   /**
    * The session `new Session(store, request, idGenerator, cookieOpts, signer, data, sessionId)`
