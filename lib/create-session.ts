@@ -17,6 +17,6 @@ export function createSessionSaver (fastify: FastifyInstance, cookieName: string
         setCreatedSessionCookie(request, fastify.serializeCookie(cookieName, cookiePrefix + session.encryptedSessionId, cookieAttributesOf(session)))
       }
       done()
-    }, (err: unknown) => { done(err ?? new Error('the created session could not be saved')) })
+    }, done) // @fastify/session rejects a failed save with the store's error, never with nothing
   }
 }
