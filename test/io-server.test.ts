@@ -1,6 +1,8 @@
 import t from 'tap'
 import fastifySocketIo from 'fastify-socket.io'
-import { connect, once, transportModes } from './helpers/client'
+import { connect, once, sleep, transportModes } from './helpers/client'
+import { watchCrashes } from './helpers/process'
+import { skipWithoutRedis, startRedis, startRedisNode } from './helpers/redis'
 import { captureLogs, login, startServer } from './helpers/server'
 
 for (const mode of ['own server', 'fastify-socket.io'] as const) {
@@ -61,4 +63,17 @@ t.test('serverOptions given while fastify.io already exists: a warning, and the 
   })
   t.equal(server.app.io.path(), '/socket.io')
   t.ok(lines.some((line) => line.level === 40 && line.msg.includes('serverOptions are ignored')))
+})
+
+t.test('a publish that the Redis adapter\'s client rejects (the client closed) is logged, not an unhandled rejection', { skip: skipWithoutRedis }, async (t) => {
+  const crashes = watchCrashes(t)
+  const redis = await startRedis(t)
+  const { lines, logger } = captureLogs('warn')
+  const node = await startRedisNode(t, redis, {}, { fastify: { logger } })
+  node.pubClient.destroy() // closed for good: every publish now rejects at once
+  node.app.io.emit('hello') // a broadcast, which the adapter publishes without handling the promise
+  const message = 'socket.io session: a publish to Redis failed, that message is lost'
+  for (let i = 0; i < 40 && !lines.some((line) => line.msg === message); i++) await sleep(25)
+  t.match(lines.find((line) => line.msg === message), { level: 40, err: { message: /closed/i } }, 'logged at warn with the client\'s error')
+  t.same(crashes, [], 'nothing reached unhandledRejection')
 })
