@@ -112,9 +112,13 @@ export function createSessionLoader (fastify: FastifyInstance, cookieOptions: Co
     decryptSession('', request, cookieOptions, done)
   }
 
-  /** Looks at a fresh session built for the first handshake's request (then replaced by its real one). */
+  /**
+   * Looks at a fresh session built for the first handshake's request, on an object that inherits from
+   * it (what the idGenerator and `secure: 'auto'` read), so that nothing set on the probe, now or by a
+   * late callback, lands on the request itself.
+   */
   function findFactory (request: IncomingMessage): SessionFactory | null {
-    const probe = request as IncomingMessage & { session?: FastifySessionObject }
+    const probe = Object.create(request) as IncomingMessage & { session?: FastifySessionObject }
     try {
       freshSession(probe, () => {})
       // No session at once (a signer that takes even '' to the store) throws here too.

@@ -4,7 +4,7 @@ import type { Socket as ServerSocket } from 'socket.io'
 import type { FastifyRequest } from 'fastify'
 import { Signer } from '@fastify/cookie'
 import type { FastifySessionOptions } from '@fastify/session'
-import { connect, handshake, refused, transportModes } from './helpers/client'
+import { connect, handshake, refused, sleep, transportModes } from './helpers/client'
 import { captureLogs, login, me, secret, startServer } from './helpers/server'
 import { TestStore } from './helpers/store'
 import { VerifiedCookies } from '../lib/session-load'
@@ -257,6 +257,25 @@ t.test('a signer of one\'s own, or an idGenerator that needs a Fastify request: 
       t.equal(await socket.emitWithAck('whoami'), 'Ada', `${name}, ${transports.join('+')}: the session`)
     }
   }
+})
+
+t.test('a signer that takes even the empty cookie to the store: the loader\'s first look at a fresh session never lands on the handshake\'s request', async (t) => {
+  const inner = new Signer(secret)
+  // unsign('') gives an id, so the fresh session the loader builds once to learn @fastify/session's
+  // layout reads the store; that read answers last, after the handshake has its real session.
+  const signer = { sign: (value: string) => inner.sign(value), unsign: (value: string) => value === '' ? { valid: true, renew: false, value: 'nobody' } : inner.unsign(value) }
+  class LateStore extends TestStore {
+    override get (sessionId: string, callback: (err: unknown, session?: any) => void): void {
+      setTimeout(() => { super.get(sessionId, callback) }, sessionId === 'nobody' ? 150 : 10)
+    }
+  }
+  const s = await startServer(t, {}, { session: { store: new LateStore(), cookie: { secure: false }, secret: signer } })
+  s.app.io.on('connection', (socket) => { socket.on('whoami', (ack: (value: unknown) => void) => { ack(socket.request.session.user?.name ?? null) }) })
+  const cookie = await login(s.url, 'Ada')
+  const socket = await connect(t, s.url, { cookie })
+  t.equal(await socket.emitWithAck('whoami'), 'Ada', 'the socket\'s session')
+  await sleep(250) // the look's late read has answered
+  t.equal(await socket.emitWithAck('whoami'), 'Ada', 'still the socket\'s session')
 })
 
 t.test('a secret retired by changing the array given to @fastify/session: a socket with a cookie of that secret, verified before, gets a fresh session, as HTTP does', async (t) => {
