@@ -1,14 +1,12 @@
 import t from 'tap'
 import type { Test } from 'tap'
-import { createServer } from 'node:http'
 import { performance } from 'node:perf_hooks'
-import { Server } from 'socket.io'
 import { createAdapter } from '@socket.io/redis-adapter'
 import { RedisStore } from 'connect-redis'
 import type { SessionSocket } from '../types/index'
 import { connect, disconnectReason, once, sleep } from './helpers/client'
 import { captureLogs, login, me, startServer } from './helpers/server'
-import { adapterClientOptions, adapterReady, closeClient, redisClient, skipWithoutRedis, startRedis, startRedisNode, storeClientOptions, type RedisNode, type RedisServer } from './helpers/redis'
+import { adapterClientOptions, adapterReady, closeClient, redisClient, skipWithoutRedis, startBareNode, startRedis, startRedisNode, storeClientOptions, type RedisNode, type RedisServer } from './helpers/redis'
 
 // lib/cluster.ts: the server-side events that make a session's end and change reach every node, and
 // the acknowledgements counted against the adapter's serverCount(). The scenarios of two plugin nodes
@@ -26,20 +24,6 @@ async function startNode (t: Test, redis: RedisServer, options: Parameters<typeo
     socket.on('ping', (ack: (answer: string) => void) => ack('pong'))
   })
   return node
-}
-
-/** Bare Socket.IO on the same Redis adapter: a node without the plugin, whose server-side events the test writes. */
-async function startBareNode (t: Test, redis: RedisServer): Promise<Server> {
-  const pub = await redisClient(redis.url, adapterClientOptions)
-  const sub = await redisClient(redis.url, adapterClientOptions)
-  const httpServer = createServer()
-  const bare = new Server(httpServer, { adapter: createAdapter(pub, sub) })
-  await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', resolve))
-  t.teardown(async () => {
-    await bare.close()
-    await Promise.all([pub, sub].map(closeClient))
-  })
-  return bare
 }
 
 t.test('messages on the adapter that are not the plugin\'s well-formed ones end nothing and get no answer', { skip: skipWithoutRedis }, async (t) => {

@@ -1,14 +1,11 @@
 import t from 'tap'
 import type { Test } from 'tap'
-import { createServer } from 'node:http'
 import { performance } from 'node:perf_hooks'
-import { Server } from 'socket.io'
-import { createAdapter } from '@socket.io/redis-adapter'
 import type { FastifySessionObject } from '@fastify/session'
 import type { FastifySocketIoSessionOptions, SessionSocket } from '../types/index'
 import { askUntil, connect, once, transportModes } from './helpers/client'
 import { login, me, post } from './helpers/server'
-import { adapterClientOptions, adapterReady, closeClient, redisClient, skipWithoutRedis, startRedis, startRedisNode, type RedisNode, type RedisServer } from './helpers/redis'
+import { adapterReady, skipWithoutRedis, startBareNode, startRedis, startRedisNode, type RedisNode, type RedisServer } from './helpers/redis'
 
 const authorize = (session: FastifySessionObject): boolean => session.user !== undefined
 const userRoom = (session: FastifySessionObject): string | undefined => session.user && `user:${session.user.id}`
@@ -134,16 +131,7 @@ t.test('a node on the same adapter without the plugin counts as unacknowledged, 
   const redis = await startRedis(t)
   const a = await startNode(t, redis, 'A', { ackTimeout: 300 })
   const b = await startNode(t, redis, 'B', { ackTimeout: 300 })
-  // A third node: bare Socket.IO on the same Redis adapter.
-  const pub = await redisClient(redis.url, adapterClientOptions)
-  const sub = await redisClient(redis.url, adapterClientOptions)
-  const httpServer = createServer()
-  const bare = new Server(httpServer, { adapter: createAdapter(pub, sub) })
-  await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', resolve))
-  t.teardown(async () => {
-    await bare.close()
-    await Promise.all([pub, sub].map(closeClient))
-  })
+  await startBareNode(t, redis) // a third node: bare Socket.IO on the same Redis adapter
   await adapterReady(a, ['/'], 3)
 
   const cookie = await login(a.url, 'Ada')

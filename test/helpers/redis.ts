@@ -1,6 +1,7 @@
 import type { Test } from 'tap'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer as createHttpServer } from 'node:http'
 import { createConnection, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -8,6 +9,7 @@ import { createClient, type RedisClientOptions } from 'redis'
 import { Redis as IORedis } from 'ioredis'
 import { RedisStore } from 'connect-redis'
 import { createAdapter } from '@socket.io/redis-adapter'
+import { Server } from 'socket.io'
 import type { SessionStore } from '@fastify/session'
 import type { FastifySocketIoSessionOptions } from '../../types/index'
 import { startServer, type BuildOptions, type TestServer } from './server'
@@ -264,6 +266,23 @@ export async function startRedisNode (t: Test, redis: RedisServer, plugin: Fasti
     await closeClients()
     throw err
   }
+}
+
+/**
+ * Bare Socket.IO on the same Redis adapter, listening on 127.0.0.1: a node without the plugin. Closed,
+ * with its Redis clients, by the test's teardown.
+ */
+export async function startBareNode (t: Test, redis: RedisServer): Promise<Server> {
+  const pub = await redisClient(redis.url, adapterClientOptions)
+  const sub = await redisClient(redis.url, adapterClientOptions)
+  const httpServer = createHttpServer()
+  const bare = new Server(httpServer, { adapter: createAdapter(pub, sub) })
+  await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    await bare.close()
+    await Promise.all([pub, sub].map(closeClient))
+  })
+  return bare
 }
 
 /**
