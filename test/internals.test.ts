@@ -87,14 +87,14 @@ function atFixedTime<T> (fn: () => T): T {
 }
 
 /** The session `fastify.decryptSession` builds, and the one the plugin's loader builds, from the same cookie and store. */
-function bothWays (app: FastifyInstance, signed: string, cookieOptions: AnyRecord = {}, protocol?: string): { upstream: AnyRecord, plugin: AnyRecord, request: AnyRecord } {
+function bothWays (app: FastifyInstance, signed: string, cookieOptions: AnyRecord = {}, protocol?: string, load = createSessionLoader(app, cookieOptions, noMalformed)): { upstream: AnyRecord, plugin: AnyRecord, request: AnyRecord } {
   return atFixedTime(() => {
     const a = fakeRequest(protocol)
     let upstreamDone = false
     app.decryptSession(signed, a, cookieOptions, () => { upstreamDone = true })
     const b = fakeRequest(protocol)
     let pluginDone = false
-    createSessionLoader(app, cookieOptions, noMalformed)(signed, b, () => { pluginDone = true })
+    load(signed, b, () => { pluginDone = true })
     if (!upstreamDone || !pluginDone) throw new Error('the memory or test store answers synchronously')
     return { upstream: a.session, plugin: b.session, request: b }
   })
@@ -232,13 +232,7 @@ t.test('the change-detection hash is @fastify/session\'s, load after load of a c
     for (const version of [...versions, versions[0]]) {
       const stored = store.read(id) as AnyRecord
       store.data.set(id, JSON.stringify({ cookie: stored.cookie, ...version }))
-      const { upstream, plugin } = atFixedTime(() => {
-        const a = fakeRequest()
-        app.decryptSession(signed, a, {}, () => {})
-        const b = fakeRequest()
-        load(signed, b, () => {})
-        return { upstream: a.session, plugin: b.session }
-      })
+      const { upstream, plugin } = bothWays(app, signed, {}, undefined, load)
       const key = Object.getOwnPropertySymbols(upstream).find((s) => s.description === 'persistedHash') as symbol
       if (plugin[key] !== upstream[key] || plugin.isModified() || upstream.isModified()) return false
     }
@@ -444,13 +438,7 @@ t.test('a stored cookie that changes between loads of the same cookie: each load
   const original = (store.read(signed.slice(0, signed.lastIndexOf('.'))) as AnyRecord).cookie
   for (const [name, change] of versions) {
     rewrite(store, signed, (data) => ({ ...data, cookie: change(original) }))
-    const { upstream, plugin } = atFixedTime(() => {
-      const a = fakeRequest()
-      app.decryptSession(signed, a, {}, () => {})
-      const b = fakeRequest()
-      load(signed, b, () => {})
-      return { upstream: a.session, plugin: b.session }
-    })
+    const { upstream, plugin } = bothWays(app, signed, {}, undefined, load)
     t.same(describe(plugin), describe(upstream), name)
   }
 })
@@ -472,13 +460,7 @@ t.test('fields JSON cannot key (a BigInt in a memory-store session) or too long 
     const key = (s: AnyRecord): unknown => s[Object.getOwnPropertySymbols(s).find((k) => k.description === 'persistedHash') as symbol]
     for (const round of ['first load', 'second load', 'after a change']) {
       if (round === 'after a change' && store !== undefined) rewrite(store, signed, (data) => ({ ...data, notes: 'y'.repeat(3000) }))
-      const { upstream, plugin } = atFixedTime(() => {
-        const a = fakeRequest()
-        app.decryptSession(signed, a, {}, () => {})
-        const b = fakeRequest()
-        load(signed, b, () => {})
-        return { upstream: a.session, plugin: b.session }
-      })
+      const { upstream, plugin } = bothWays(app, signed, {}, undefined, load)
       t.equal(key(plugin), key(upstream), `${name}, ${round}: the same hash`)
       t.equal(plugin.isModified(), false, `${name}, ${round}: not modified`)
     }
