@@ -59,13 +59,13 @@ export function createHandshake (fastify: FastifyInstance, opts: ResolvedOptions
     if (trusted.protocol(request) === 'https') request.protocol = 'https' // for cookie.secure: 'auto'
     const signedCookie = readSessionCookie(request.headers.cookie)
     let called = false
-    const loaded = (err?: unknown): void => {
+    const loaded = (err?: unknown, restored?: boolean): void => {
       called = true
       if (err !== undefined && err !== null) {
         setLoadError(request, err)
         finish(null, true)
-      } else if (request.session.encryptedSessionId === signedCookie) {
-        finish(null, true) // the cookie's session, from the store
+      } else if (restored === true) {
+        finish(null, true) // the cookie's session, from the store (its cookie maybe signed again with a newer secret)
       } else if (createSession) {
         saveCreatedSession(request, (saveError) => {
           if (saveError !== undefined) setLoadError(request, saveError)

@@ -4,7 +4,8 @@ import type { IncomingMessage } from 'node:http'
 import { isSessionData } from './session-store'
 import { compactCookieOptions, loadedExpiry, sameCookieOptions, sessionFactoryOf, signerKeys, type CookieOptionsPair, type SessionFactory } from './session-internals'
 
-type Done = (err?: unknown) => void
+/** `restored`: the session was built from what the store holds for the cookie (not a fresh one). */
+type Done = (err?: unknown, restored?: boolean) => void
 type AnyRecord = Record<PropertyKey, any>
 
 /** Loads the session of a handshake's signed cookie into `request.session`, as `fastify.decryptSession` does. */
@@ -241,16 +242,19 @@ export function createSessionLoader (fastify: FastifyInstance, cookieOptions: Co
       return
     }
     (waiter.request as IncomingMessage & { session: unknown }).session = session
-    waiter.done()
+    waiter.done(undefined, true)
   }
 
   /** The previous behaviour, whole: `decryptSession`, then the session's cookie options made compact. */
   function fallback (signedCookie: string, request: IncomingMessage, done: Done): void {
     decryptSession(signedCookie, request, cookieOptions, (err?: unknown) => {
-      // Without an error, decryptSession has always set a session.
+      // Without an error, decryptSession has always set a session. Whether it came from the store is
+      // told here by its cookie, which a session @fastify/session restored keeps (unless it was signed
+      // again with a newer secret: such a session then counts as a fresh one, as it always did).
       const session = (request as IncomingMessage & { session: FastifySessionObject }).session
-      if (err == null && session.encryptedSessionId === signedCookie) compactCookieOptions(session)
-      done(err)
+      const restored = err == null && session.encryptedSessionId === signedCookie
+      if (restored) compactCookieOptions(session)
+      done(err, restored)
     })
   }
 

@@ -4,7 +4,8 @@ import type { Socket as ServerSocket } from 'socket.io'
 import fastifySession from '@fastify/session'
 import { connect, handshake, once, sleep, transportModes } from './helpers/client'
 import { watchCrashes } from './helpers/process'
-import { countSessionLoads, login, secret, startServer } from './helpers/server'
+import { countSessionLoads, login, me, secret, startServer } from './helpers/server'
+import { TestStore } from './helpers/store'
 
 // The session of every socket, as the server sees it, answered over the socket itself.
 function echoSession (server: { app: { io: { on: Function, of: Function } } }): void {
@@ -159,4 +160,18 @@ t.test('an allowRequest of serverOptions that throws: its error goes up as it wo
   crashes.length = 0
   t.ok((await connect(t, server.url)).connected, 'the server keeps serving')
   t.same(crashes, [])
+})
+
+t.test('a cookie of an older secret (rotated at restart): its session counts as the stored one, so the sweep ends it once it is gone from the store', async (t) => {
+  const store = new TestStore() // JSON, as Redis or PostgreSQL: the restored session is signed again with the new secret
+  const before = await startServer(t, {}, { session: { store, secret: 'old secret with at least 32 characters' } })
+  const cookie = await login(before.url)
+  const { sessionId } = await me(before.url, cookie)
+  const after = await startServer(t, { validateInterval: 50 }, { session: { store, secret: ['new secret with at least 32 characters', 'old secret with at least 32 characters'] } })
+  echoSession(after)
+  const socket = await connect(t, after.url, { cookie })
+  t.match(await socket.emitWithAck('whoami'), { sessionId, user: { name: 'Ada' } }, 'the stored session, through the older secret')
+  const ended = once<{ reason: string }>(socket, 'session:end')
+  store.data.delete(sessionId) // gone from the store (another service, an admin tool)
+  t.same(await ended, { reason: 'destroyed' }, 'the sweep checks it, as any stored session')
 })
