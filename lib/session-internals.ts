@@ -22,7 +22,7 @@ import type { IncomingMessage } from 'node:http'
  * 5. Two members of its Cookie class (lib/cookie.js): `toJSON()`, the attributes it sets the cookie
  *    with (cookieAttributesOf), and `originalExpires`, the expiry the session was loaded with
  *    (loadedExpiry), which it checks for an expired session.
- * 6. Two members of @fastify/cookie's Signer, `signingKey` and `secrets` (signerKeys), which tell the
+ * 6. Two members of @fastify/cookie's Signer, `signingKey` and `secrets` (signerKeys, sameSignerKeys), which tell the
  *    loader when cookies it verified before must be verified again.
  */
 
@@ -122,6 +122,16 @@ export interface CookieSigner {
 export function signerKeys (signer: CookieSigner): unknown[] | undefined {
   const { signingKey, secrets } = signer as unknown as { signingKey?: unknown, secrets?: unknown }
   return Array.isArray(secrets) && signingKey !== undefined ? [signingKey, ...secrets] : undefined
+}
+
+/** Whether a Signer's keys are still `seen` (what signerKeys gave): compared in place, nothing copied (once per handshake). */
+export function sameSignerKeys (signer: CookieSigner, seen: readonly unknown[]): boolean {
+  const { signingKey, secrets } = signer as unknown as { signingKey: unknown, secrets: unknown[] }
+  if (signingKey !== seen[0] || secrets.length !== seen.length - 1) return false
+  for (let i = 0; i < secrets.length; i++) {
+    if (secrets[i] !== seen[i + 1]) return false
+  }
+  return true
 }
 
 type AnyRecord = Record<PropertyKey, any>

@@ -2,7 +2,7 @@ import type { CookieOptions, FastifySessionObject } from '@fastify/session'
 import type { FastifyInstance } from 'fastify'
 import type { IncomingMessage } from 'node:http'
 import { isSessionData } from './session-store'
-import { compactCookieOptions, loadedExpiry, sameCookieOptions, sessionFactoryOf, signerKeys, type CookieOptionsPair, type SessionFactory } from './session-internals'
+import { compactCookieOptions, loadedExpiry, sameCookieOptions, sameSignerKeys, sessionFactoryOf, signerKeys, type CookieOptionsPair, type SessionFactory } from './session-internals'
 
 /** `restored`: the session was built from what the store holds for the cookie (not a fresh one). */
 type Done = (err?: unknown, restored?: boolean) => void
@@ -104,7 +104,9 @@ export function createSessionLoader (fastify: FastifyInstance, cookieOptions: Co
   const decryptSession = fastify.decryptSession
   const verifiedCookies = new VerifiedCookies(verifiedCookiesMax)
   /** The signer's keys the remembered cookies were verified with (session-internals' signerKeys). */
-  let keysSeen: unknown[] = []
+  let keysSeen: readonly unknown[] = []
+  /** Whether the signer signs with its first secret, so that a cookie verified with that secret is `sign(id)`. */
+  let signsWithFirst = false
   const reads = new Map<string, Read>()
   let factory: SessionFactory | null | undefined
 
@@ -130,10 +132,10 @@ export function createSessionLoader (fastify: FastifyInstance, cookieOptions: Co
   }
 
   function verify (signedCookie: string, signer: SessionFactory['signer']): { id: string, verified: Verified | undefined } | undefined {
-    const keys = signerKeys(signer) as unknown[] // a standard signer has them
-    if (keys.length !== keysSeen.length || keys.some((key, i) => key !== keysSeen[i])) {
+    if (!sameSignerKeys(signer, keysSeen)) {
       verifiedCookies.clear() // the secrets changed: what was verified before proves nothing now
-      keysSeen = keys
+      keysSeen = signerKeys(signer) as unknown[] // a standard signer has them
+      signsWithFirst = keysSeen[0] === keysSeen[1]
     }
     const known = verifiedCookies.get(signedCookie)
     if (known !== undefined) return { id: known.id, verified: known }
@@ -141,7 +143,7 @@ export function createSessionLoader (fastify: FastifyInstance, cookieOptions: Co
     if (!result.valid || typeof result.value !== 'string') return undefined
     // An older secret, or a first secret that is not the one it signs with (the array changed since
     // @fastify/session started): checked each time, and the session's cookie is `sign(id)`.
-    if (result.renew || keys[0] !== keys[1]) return { id: result.value, verified: undefined }
+    if (result.renew || !signsWithFirst) return { id: result.value, verified: undefined }
     return { id: result.value, verified: verifiedCookies.add(signedCookie, result.value) }
   }
 

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import Fastify from 'fastify'
 import fastifyCookie, { Signer } from '@fastify/cookie'
 import fastifySession from '@fastify/session'
-import { compactCookieOptions, sameCookieOptions, savedVersionOf, sessionFactoryOf, sessionStoreOf, signerKeys } from '../lib/session-internals'
+import { compactCookieOptions, sameCookieOptions, savedVersionOf, sameSignerKeys, sessionFactoryOf, sessionStoreOf, signerKeys } from '../lib/session-internals'
 import { secret } from './helpers/server'
 
 // lib/session-internals.ts's own fallbacks, for a @fastify/session (or @fastify/cookie) whose private
@@ -85,6 +85,20 @@ t.test('signerKeys: the signing key then the secrets of @fastify/cookie\'s Signe
   t.equal(signerKeys({ sign: (v: string) => v, unsign: (v: string) => ({ valid: true, renew: false, value: v }) }), undefined, 'a custom signer')
   t.equal(signerKeys({ secrets } as never), undefined, 'secrets without a signing key')
   t.equal(signerKeys({ signingKey: secrets[0], secrets: secrets[0] } as never), undefined, 'secrets that are not an array')
+})
+
+t.test('sameSignerKeys: the same keys, compared in place; another signing key, a secret added, removed or replaced is a change', async (t) => {
+  const secrets = ['first secret with at least 32 characters', 'second secret with at least 32 characters']
+  const signer = new Signer(secrets)
+  const seen = signerKeys(signer) as unknown[]
+  t.equal(sameSignerKeys(signer, seen), true, 'unchanged')
+  t.equal(sameSignerKeys(signer, []), false, 'nothing seen yet')
+  secrets.push('third secret with at least 32 characters')
+  t.equal(sameSignerKeys(signer, seen), false, 'a secret added')
+  secrets.pop()
+  secrets[1] = 'other secret with at least 32 characters'
+  t.equal(sameSignerKeys(signer, seen), false, 'a secret replaced')
+  t.equal(sameSignerKeys(new Signer(secrets[1]), seen), false, 'another signing key')
 })
 
 t.test('sameCookieOptions: the same keys in the same order with the same values', async (t) => {
