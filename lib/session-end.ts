@@ -33,23 +33,32 @@ export function createSocketEnder (rooms: SessionRooms, opts: ResolvedOptions, l
     if (endEvent !== false) socket.emit(endEvent, { reason })
   }
 
+  /**
+   * Disconnects the socket ('disconnect': the client is told 'io server disconnect') or closes its
+   * connection ('close'). Closing the connection also disconnects the client's other namespaces, and
+   * leaves no engine.io connection behind whose handshake session is stale. An application listener
+   * ('disconnecting', 'disconnect') that throws while the socket is disconnected is logged, and the
+   * connection is closed all the same; nothing is thrown on (on another node, it would be thrown into
+   * the adapter's message handler, and the end would go unanswered).
+   */
+  function end (socket: SessionSocket, kind: EndKind, reason: string): void {
+    try {
+      if (kind === 'disconnect') {
+        socket.disconnect(true)
+        return
+      }
+    } catch (err) {
+      log.error({ err, reason, namespace: socket.nsp.name, socketId: socket.id }, 'socket.io session: a disconnect listener threw')
+    }
+    socket.conn.close() // engine.io closes the transport first, and emits 'close' (where listeners run) after
+  }
+
   return {
     endSession (sessionId, reason, kind) {
       const sockets = rooms.localSockets(sessionId).filter((socket) => socket.connected && socket.conn.readyState === 'open')
       if (sockets.length === 0) return 0
       if (endEvent !== false) rooms.emitLocal(sessionId, endEvent, { reason })
-      // Closing the connection also disconnects the client's other namespaces, and leaves no engine.io
-      // connection behind whose handshake session is stale. An application's 'disconnect' listener
-      // that throws is logged, and keeps neither the session's other sockets connected nor the end
-      // unanswered (on another node, it would throw in the adapter's message handler).
-      for (const socket of sockets) {
-        try {
-          if (kind === 'close') socket.conn.close()
-          else socket.disconnect(true)
-        } catch (err) {
-          log.error({ err, reason }, 'socket.io session: a disconnect listener threw')
-        }
-      }
+      for (const socket of sockets) end(socket, kind, reason)
       log.info({ reason, sockets: sockets.length }, 'socket.io session: sockets ended')
       if (onSessionEnd !== undefined && sessionEnds.has(reason)) {
         try {

@@ -2,7 +2,8 @@ import t from 'tap'
 import type { FastifySessionObject } from '@fastify/session'
 import { Adapter } from 'socket.io-adapter'
 import { versionOf } from '../lib/session-binding'
-import { connect, disconnectReason } from './helpers/client'
+import { connect, disconnectReason, sleep, transportModes } from './helpers/client'
+import { watchCrashes } from './helpers/process'
 import { captureLogs, login, startServer } from './helpers/server'
 
 // lib/session-binding.ts: a request that ends on another session id than it began with ends the old id's sockets.
@@ -35,18 +36,28 @@ t.test('a request that regenerates or destroys the session by other means discon
 
 t.test('an application\'s disconnect listener that throws: the failure is logged, and the session\'s other sockets are ended all the same', async (t) => {
   const { lines, logger } = captureLogs('error')
+  const connectionsOpen: boolean[] = []
   const server = await startServer(t, {}, {
     fastify: { logger },
     after: (app) => {
-      app.post('/raw-destroy', async (request) => {
+      app.post('/raw-destroy', {
+        // Runs after the plugin's own onSend, which ended the sockets: what the server holds at once,
+        // whatever the clients do afterwards (socket.io-client would close its side by itself).
+        onSend: (_request, _reply, payload, done) => {
+          connectionsOpen.push(...[...engineSockets].map((conn) => conn.readyState === 'open'))
+          done(null, payload)
+        }
+      }, async (request) => {
         await request.session.destroy()
         return { ok: true }
       })
     }
   })
+  const engineSockets = new Set<{ readyState: string }>()
   let connections = 0
   for (const namespace of ['/', '/admin']) {
     server.app.io.of(namespace).on('connection', (socket) => {
+      engineSockets.add(socket.conn)
       const first = connections++ === 0
       // A bug in the application, for the first socket only, and only when the server disconnects it.
       socket.on('disconnect', (reason) => { if (first && reason === 'server namespace disconnect') throw new Error('app bug') })
@@ -60,7 +71,39 @@ t.test('an application\'s disconnect listener that throws: the failure is logged
   t.same(await reasons, ['io server disconnect', 'io server disconnect', 'io server disconnect'], 'every socket of the session is disconnected')
   const failure = lines.find((line) => line.msg === 'socket.io session: a disconnect listener threw')
   t.match(failure, { level: 50, err: { message: 'app bug' } }, 'the listener\'s error is logged')
+  t.same(connectionsOpen, [false, false, false], 'and no engine.io connection of the ended session is left open by the server')
 })
+
+for (const { name, transports } of transportModes) {
+  t.test(`${name}: an application's disconnecting listener that always throws: logged, and the connection closed all the same`, async (t) => {
+    // The listener throws again when Socket.IO handles the connection's close, as on any disconnect:
+    // that error is the application's own, recorded here instead of ending the test process.
+    const crashes = watchCrashes(t)
+    const { lines, logger } = captureLogs('error')
+    const server = await startServer(t, {}, {
+      fastify: { logger },
+      after: (app) => {
+        app.post('/raw-destroy', async (request) => {
+          await request.session.destroy()
+          return { ok: true }
+        })
+      }
+    })
+    server.app.io.on('connection', (socket) => {
+      socket.on('disconnecting', () => { throw new Error('app bug') })
+    })
+    const cookie = await login(server.url)
+    const socket = await connect(t, server.url, { cookie, transports })
+    const reason = disconnectReason(socket)
+    t.equal((await fetch(`${server.url}/raw-destroy`, { method: 'POST', headers: { cookie } })).status, 200, 'the request itself succeeds')
+    t.ok(['transport close', 'transport error', 'io server disconnect'].includes(await reason), 'the client is disconnected')
+    for (let i = 0; i < 40 && server.app.io.engine.clientsCount > 0; i++) await sleep(25)
+    t.equal(server.app.io.engine.clientsCount, 0, 'its engine.io connection is closed')
+    const failures = lines.filter((line) => line.msg === 'socket.io session: a disconnect listener threw')
+    t.ok(failures.length >= 1 && failures.every((line) => (line.err as { message?: string }).message === 'app bug'), `the listener's error logged (${failures.length} times)`)
+    t.ok(crashes.every((err) => (err as Error).message === 'app bug'), 'nothing else thrown')
+  })
+}
 
 t.test('an adapter that fails to publish the end to other nodes: this node\'s sockets are ended, the failure logged, the request served', async (t) => {
   // An adapter for several nodes (it implements serverSideEmit) whose publish throws, as a client to a
