@@ -82,7 +82,7 @@ export function resolveOptions (options: Options | undefined): ResolvedOptions {
   }
   const resolved: Record<string, unknown> = { ...defaults }
   for (const [name, value] of Object.entries(options ?? {})) {
-    const rule = schema[name as keyof Options]
+    const rule = Object.hasOwn(schema, name) ? schema[name as keyof Options] : undefined
     if (rule === undefined && !fastifyRegisterOptions.has(name)) {
       throw new InvalidOptionError(name, `is not an option of this plugin (known options: ${Object.keys(schema).join(', ')})`)
     }

@@ -138,7 +138,9 @@ t.test('the errors say what the option must be', async (t) => {
 })
 
 t.test('an unknown option is refused, and the error lists the known ones', async (t) => {
-  for (const options of [{ autorize: fn }, { cookiename: 'sid' }, { unknown: undefined }]) {
+  // Names Object.prototype has, and a JSON `__proto__` key (an own property, as JSON.parse gives it), are unknown too.
+  const inherited = [{ toString: 1 }, { constructor: 1 }, { hasOwnProperty: fn }, JSON.parse('{"__proto__": {"cookieName": "x"}}')]
+  for (const options of [{ autorize: fn }, { cookiename: 'sid' }, { unknown: undefined }, ...inherited]) {
     const err = errorOf(options)
     const name = Object.keys(options)[0]
     t.equal(err?.code, 'FST_SIO_SESSION_INVALID_OPTION', name)
