@@ -1,8 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { SessionServer } from '../types/index'
-
-type Namespace = ReturnType<SessionServer['of']>
-import { aroundSocketCreation, namespacesOf, recoveryOptions, sendEventPacket, type EngineClient } from './socketio-internals'
+import { aroundSocketCreation, namespacesOf, recoveryOptions, sendEventPacket, type EngineClient, type Namespace } from './socketio-internals'
 
 /**
  * Connection state recovery skips middlewares by default, which would let a restored socket in
@@ -66,15 +64,10 @@ function guardRestoredState (nsp: Namespace, sessionRoom: (sessionId: string) =>
     }
   }
 
-  const wrapped = aroundSocketCreation(nsp, (client, create) => {
+  const wrapped = aroundSocketCreation(nsp, (client) => {
     guardAdapter(nsp.adapter as unknown as RecoveringAdapter)
     creatingFor = client
-    try {
-      return create()
-    } finally {
-      creatingFor = undefined
-    }
-  })
+  }, () => { creatingFor = undefined })
   if (!wrapped) {
     log.warn({ namespace: nsp.name }, 'socket.io session: this Socket.IO version cannot be guarded, connection state recovery restores state before authorization')
     return

@@ -2,7 +2,8 @@ import type { IncomingMessage } from 'node:http'
 
 /*
  * What the plugin remembers about a connection, on its engine.io handshake request (`socket.request`):
- * written by the handshake, read by authorization, the lifecycle and the sweep. State only, no behaviour.
+ * written by the handshake (and by a socket's first save, which makes its session a stored one), read by
+ * authorization, the lifecycle and the sweep. State only, no behaviour.
  * Symbols, so that nothing clashes with the request's own properties; set and never deleted (a `delete`
  * would turn the request into a slow dictionary-mode object for the socket's whole life).
  */

@@ -73,9 +73,9 @@ export function createLifecycle (deps: LifecycleDeps, opts: ResolvedOptions): Li
   return {
     attach (socket) {
       if (!store.ready && !store.attach(socket.request.session)) {
-        if (!storeMissing) log.error('socket.io session: the @fastify/session store could not be found, reload, save and sweep are off')
+        if (!storeMissing) log.error('socket.io session: the @fastify/session store could not be found yet, reload, save and sweep are off until it is')
         storeMissing = true
-        return // the socket's events then run as they are, without reload or save
+        return // this socket's events run as they are, without reload or save (an HTTP request may bring the store for later sockets)
       }
       hookEvents?.(socket)
     },

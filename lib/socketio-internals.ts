@@ -6,11 +6,11 @@ type AllowRequestCallback = Parameters<NonNullable<ServerOptions['allowRequest']
 
 /*
  * What this plugin needs of Socket.IO, engine.io and @socket.io/redis-adapter that they do not expose
- * publicly. Each accessor says what it
- * relies on; test/internals.test.ts checks every one against the installed version.
+ * publicly. Each accessor says what it relies on; test/internals.test.ts checks every one against the
+ * installed version.
  */
 
-type Namespace = ReturnType<SessionServer['of']>
+export type Namespace = ReturnType<SessionServer['of']>
 
 /**
  * Every namespace of the server, dynamic namespaces' children included: `Server#_nsps`, a public
@@ -88,17 +88,22 @@ export function recoveryOptions (io: SessionServer): { skipMiddlewares?: boolean
 export interface EngineClient { request: IncomingMessage }
 
 /**
- * Runs `around` each time the namespace creates a socket: `Namespace#_createSocket(client, auth)`
- * (private, socket.io 4.6 to 4.8), which calls the adapter's `restoreSession(pid, offset)`
- * synchronously, before it builds the Socket from the state that resolves to. Returns false, changing
- * nothing, when this Socket.IO has no such method.
+ * Calls `before(client)` and `after()` around the synchronous part of each socket's creation in the
+ * namespace: `Namespace#_createSocket(client, auth)` (private, socket.io 4.6 to 4.8), which calls the
+ * adapter's `restoreSession(pid, offset)` synchronously, before it builds the Socket from the state
+ * that resolves to. Returns false, changing nothing, when this Socket.IO has no such method.
  */
-export function aroundSocketCreation (nsp: Namespace, around: (client: EngineClient, create: () => Promise<unknown>) => Promise<unknown>): boolean {
+export function aroundSocketCreation (nsp: Namespace, before: (client: EngineClient) => void, after: () => void): boolean {
   const target = nsp as unknown as { _createSocket?: (this: Namespace, client: EngineClient, auth: unknown) => Promise<unknown> }
   const createSocket = target._createSocket
   if (typeof createSocket !== 'function') return false
   target._createSocket = function (this: Namespace, client, auth) {
-    return around(client, () => createSocket.call(this, client, auth))
+    before(client)
+    try {
+      return createSocket.call(this, client, auth)
+    } finally {
+      after()
+    }
   }
   return true
 }

@@ -336,16 +336,16 @@ t.test('Socket.IO: Namespace#_createSocket creates each socket, Socket#packet se
   const io = new Server(app.server)
   t.teardown(() => { io.close() })
   const created: unknown[] = []
-  t.equal(aroundSocketCreation(io.of('/'), async (client, create) => { created.push(client.request.headers['x-test']); return await create() }), true, 'aroundSocketCreation wraps Namespace#_createSocket')
+  t.equal(aroundSocketCreation(io.of('/'), (client) => { created.push(client.request.headers['x-test']) }, () => { created.push('after') }), true, 'aroundSocketCreation wraps Namespace#_createSocket')
   io.on('connection', (socket) => { sendEventPacket(socket, ['hello', 1, { two: 2 }]) })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
   const socket = client(t, url, { headers: { 'x-test': 'seen' } })
   const hello = once<unknown[]>({ once: (event, fn) => socket.once(event, (...args: unknown[]) => { fn(args) }) }, 'hello')
   await connected(socket)
-  t.same(created, ['seen'], 'around() ran once, with the engine.io client and its request, and the socket connected')
+  t.same(created, ['seen', 'after'], 'before() and after() ran once each, before() with the engine.io client and its request, and the socket connected')
   t.same(await hello, [1, { two: 2 }], 'sendEventPacket: the client gets the event and its arguments')
-  t.equal(aroundSocketCreation({} as never, async (_client, create) => await create()), false, 'without _createSocket, nothing is wrapped')
+  t.equal(aroundSocketCreation({} as never, () => {}, () => {}), false, 'without _createSocket, nothing is wrapped')
 
   const pub = { publish: () => {}, on: () => {}, duplicate: () => pub, psubscribe: () => {}, subscribe: () => {}, pSubscribe: () => {} }
   const redisAdapter = createAdapter(pub as never, pub as never)(io.of('/'))

@@ -74,7 +74,7 @@ async function wiredWithoutStore (t: Test, options: FastifySocketIoSessionOption
   return { url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, lines, lifecycle }
 }
 
-const storeMissing = 'socket.io session: the @fastify/session store could not be found, reload, save and sweep are off'
+const storeMissing = 'socket.io session: the @fastify/session store could not be found yet, reload, save and sweep are off until it is'
 
 t.test('sessions that do not carry their store (a @fastify/session that keeps it elsewhere): logged once; a sync applies the fields it is given and reads nothing', async (t) => {
   const { url, lines, lifecycle } = await wiredWithoutStore(t, { validateInterval: 0, autoSave: false })
